@@ -1,0 +1,56 @@
+"""NPR (Tan et al., CVPR 2024): Neighbouring Pixel Relationships.
+
+``npr(x) = x - up2(down2(x))`` with nearest-neighbour sampling: each pixel minus the
+top-left pixel of its 2×2 block. The network sees ``npr * 2/3`` (the constant official
+checkpoints depend on) through a truncated ResNet-50 (3×3 stride-2 stem, ``layer1``,
+``layer2``, pool, ``fc1`` = Linear(512, 1)): about 1.44 M parameters, trained from scratch.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from pydantic import Field
+
+from ..backbones.resnet import ResNet
+from ..data.transforms import PreprocessConfig
+from .base import Detector, DetectorConfig
+from .registry import register
+
+
+def npr_residual(x: torch.Tensor) -> torch.Tensor:
+    """``x`` minus its nearest-neighbour 2× down-then-up copy; odd H or W is cropped to even."""
+    h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
+    x = x[..., :h, :w]
+    anchor = x[..., ::2, ::2].repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1)
+    return x - anchor
+
+
+def _npr_preprocess() -> PreprocessConfig:
+    # Recipe: Resize(256) -> RandomCrop(224) -> flip, ImageNet normalisation.
+    return PreprocessConfig(train="resize_random_crop", test="center_crop", normalize="imagenet", even_crop=True)
+
+
+class NPRConfig(DetectorConfig):
+    preprocess: PreprocessConfig = Field(default_factory=_npr_preprocess)
+    input_scale: float = Field(2.0 / 3.0, description="factor on the residual before conv1 (official: 2/3)")
+    blocks: tuple[int, int] = (3, 4)
+    width: int = 64
+
+
+@register("npr")
+class NPR(Detector):
+    """NPR: nearest-neighbour up-sampling residual into a truncated ResNet-50 (~1.44 M params)."""
+
+    config_class = NPRConfig
+    tiny_overrides: ClassVar[dict[str, Any]] = {"blocks": (1, 1), "width": 4, "preprocess.size": 32,
+                                                 "preprocess.resize_to": 36}
+    full_size_overrides: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, config: NPRConfig) -> None:
+        super().__init__(config)
+        self.net = ResNet(tuple(self.config.blocks), stages=2, stem="npr", width=self.config.width, fc_name="fc1")
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.net(npr_residual(pixels) * self.config.input_scale).squeeze(-1)
