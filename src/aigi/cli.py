@@ -141,6 +141,27 @@ def demo(
         _fail(err)
 
 
+# Commands contributed by other packages: each module defines ``register(app)`` and keeps
+# its heavy imports inside the command functions, so ``aigi --help`` stays fast.
+_COMMAND_MODULES = ("aigi.convert.cli", "aigi.serve.cli", "aigi.evaluate.cli", "aigi.data.cli")
+
+
+def _register_commands() -> None:
+    import importlib
+
+    for name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name == name:  # that package has no commands (yet); anything else is a bug
+                continue
+            raise
+        module.register(app)
+
+
+_register_commands()
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

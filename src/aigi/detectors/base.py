@@ -86,6 +86,10 @@ class Detector(nn.Module):
     #: state-dict prefixes of weights that come from a public pretrained checkpoint;
     #: an adapter-only save leaves their frozen tensors out.
     backbone_prefixes: ClassVar[tuple[str, ...]] = ()
+    #: config overrides that make a few-thousand-parameter model for tests and CPU recipes
+    tiny_overrides: ClassVar[dict[str, Any]] = {}
+    #: config overrides that build the published full-size architecture (random weights allowed)
+    full_size_overrides: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config: DetectorConfig) -> None:
         super().__init__()

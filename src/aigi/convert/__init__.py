@@ -1,0 +1,1 @@
+"""Importers for official checkpoints, into self-describing detector folders."""

@@ -1,0 +1,1 @@
+"""Serving detectors over HTTP, with a web page."""
