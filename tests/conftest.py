@@ -30,3 +30,29 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not present (it never is on a user's clone)")
     return SHARED_DATA
+
+
+def write_image_tree(root: Path, subsets=("a", "b"), per_class: int = 8, size: int = 40, seed: int = 0) -> Path:
+    """Write ``<root>/<subset>/{0_real,1_fake}/*.png``: noisy reals, 2×-nearest-up-sampled fakes."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for subset in subsets:
+        for label in ("0_real", "1_fake"):
+            d = root / subset / label
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                if label == "0_real":
+                    arr = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+                else:
+                    small = rng.integers(0, 256, (size // 2, size // 2, 3), dtype=np.uint8)
+                    arr = small.repeat(2, axis=0).repeat(2, axis=1)
+                Image.fromarray(arr).save(d / f"{i:03d}.png")
+    return root
+
+
+@pytest.fixture
+def image_tree(tmp_path) -> Path:
+    """A small labelled tree in the subsets layout (2 subsets × 8 real + 8 fake, 40×40)."""
+    return write_image_tree(tmp_path / "data")

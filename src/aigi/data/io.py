@@ -1,0 +1,330 @@
+"""Decode image files and bytes into RGB images, safely and by content.
+
+Every image that enters the toolkit goes through :func:`decode_image`:
+
+* the format is found from the file's content (magic bytes), never from its
+  extension, so a JPEG named ``.png`` decodes as the JPEG it is;
+* the pixel count is checked from the header *before* the pixel data is
+  decoded (``max_pixels``), so a decompression bomb is never expanded; the
+  check does not depend on, and never changes, Pillow's global
+  ``Image.MAX_IMAGE_PIXELS``;
+* the pixel data is fully loaded inside the call, so truncated or corrupt
+  files fail here with :class:`ImageDecodeError` instead of later, silently;
+  Pillow's ``ImageFile.LOAD_TRUNCATED_IMAGES`` is never turned on;
+* EXIF orientation is applied; animated images give their first frame;
+* HEIC/HEIF (and AVIF where the installed pillow-heif still provides it) open
+  when ``pillow-heif`` is installed; without it they are reported as
+  ``not_an_image`` like any other unknown format.
+
+RGB conversion rule (:func:`to_rgb`, the only one in the toolkit):
+
+* modes with alpha (RGBA, LA, PA, premultiplied RGBa/La, and P/L/RGB/1 with a
+  ``transparency`` entry) are composited over a **white** background;
+* P, L and 1 are expanded to RGB (1 gives 0/255);
+* CMYK, YCbCr, LAB, HSV and RGBX go through Pillow's plain ``convert("RGB")``
+  (embedded ICC profiles are *not* applied);
+* 16-bit integer modes (I;16, I;16L, I;16B, I;16N) are scaled by their bit
+  depth: ``v / 257`` rounded, so 65535 becomes 255 (no clipping);
+* 32-bit integer mode I: when every value lies in 0..65535 the data is taken
+  as 16-bit (how Pillow stores 16-bit PNG/TIFF data in mode I) and scaled by
+  ``1/257``; otherwise it is taken as full-range signed 32-bit, negatives are
+  clipped to 0 and values scaled by ``255 / (2**31 - 1)``;
+* F (float) is clipped to [0, 255] (NaN becomes 0) and rounded.
+"""
+
+from __future__ import annotations
+
+import io as _io
+import os
+import struct
+import warnings
+import zlib
+from typing import Final
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "DECODE_ERROR_REASONS",
+    "ImageDecodeError",
+    "decode_image",
+    "sniff_is_image",
+    "to_rgb",
+]
+
+#: Pillow's own default ``Image.MAX_IMAGE_PIXELS`` (about 89.5 megapixels).
+DEFAULT_MAX_PIXELS: Final[int] = 89_478_485
+
+#: The reasons an :class:`ImageDecodeError` can carry.
+DECODE_ERROR_REASONS: Final[tuple[str, ...]] = (
+    "empty",
+    "not_an_image",
+    "truncated",
+    "too_large",
+    "unreadable",
+)
+
+# Magic bytes of formats we know: a file that starts with one of these but
+# that Pillow cannot open is reported as truncated, not as "not an image".
+_SIGNATURES: Final[tuple[tuple[int, bytes], ...]] = (
+    (0, b"\xff\xd8\xff"),  # JPEG
+    (0, b"\x89PNG\r\n\x1a\n"),  # PNG
+    (0, b"GIF87a"),
+    (0, b"GIF89a"),
+    (8, b"WEBP"),  # RIFF....WEBP
+    (0, b"BM"),  # BMP
+    (0, b"II*\x00"),  # TIFF little-endian
+    (0, b"MM\x00*"),  # TIFF big-endian
+    (0, b"\x00\x00\x00\x0cjP  "),  # JPEG 2000
+)
+
+# ISO-BMFF brands of still-image HEIF/AVIF files (an MP4 video also says "ftyp").
+_HEIF_BRANDS: Final[frozenset[bytes]] = frozenset(
+    {
+        b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis",
+        b"hevm", b"hevs", b"mif1", b"msf1", b"avif", b"avis",
+    }
+)  # fmt: skip
+
+_plugins_registered = False
+
+
+class ImageDecodeError(ValueError):
+    """An image could not be decoded; ``reason`` says why in one word.
+
+    ``reason`` is one of :data:`DECODE_ERROR_REASONS`:
+    ``empty`` (zero bytes), ``not_an_image`` (no known image format),
+    ``truncated`` (format recognised but the data ends early or is corrupt),
+    ``too_large`` (pixel count above the limit, checked from the header),
+    ``unreadable`` (I/O error, missing file, or a codec that is unavailable).
+    """
+
+    def __init__(self, path: str, reason: str, detail: str = "") -> None:
+        if reason not in DECODE_ERROR_REASONS:
+            raise ValueError(f"unknown decode error reason {reason!r}")
+        self.path = path
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"cannot decode {path}: {reason} ({detail})")
+
+    def __reduce__(self):  # keep the attributes across pickling (DataLoader workers)
+        return (type(self), (self.path, self.reason, self.detail))
+
+
+def _register_plugins() -> None:
+    """Register pillow-heif's openers once, if the package is installed."""
+    global _plugins_registered
+    if _plugins_registered:
+        return
+    _plugins_registered = True
+    try:
+        import pillow_heif  # type: ignore[import-not-found]
+    except Exception:  # not installed or broken: HEIC simply stays unsupported
+        return
+    names = ["register_heif_opener"]
+    try:
+        from PIL import features
+
+        if not features.check("avif"):  # prefer Pillow's own AVIF decoder when it has one
+            names.append("register_avif_opener")
+    except Exception:
+        names.append("register_avif_opener")
+    for fn_name in names:
+        fn = getattr(pillow_heif, fn_name, None)
+        if fn is not None:
+            try:
+                fn()
+            except Exception:  # an opener failing to register must not break decoding
+                pass
+
+
+def _looks_like_image(head: bytes) -> bool:
+    """True when ``head`` starts with the magic bytes of a known image format."""
+    if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
+        return True
+    return any(head[off : off + len(sig)] == sig for off, sig in _SIGNATURES)
+
+
+def _too_large(label: str, width: int, height: int, limit: int) -> ImageDecodeError:
+    return ImageDecodeError(
+        label,
+        "too_large",
+        f"{width}x{height} = {width * height} pixels exceeds max_pixels={limit}",
+    )
+
+
+def _classify_load_error(exc: BaseException) -> tuple[str, str]:
+    """Map an exception raised while decoding pixel data to (reason, detail)."""
+    msg = f"{type(exc).__name__}: {exc}"
+    low = str(exc).lower()
+    if isinstance(exc, Image.DecompressionBombError) or "too large" in low:
+        return "too_large", msg
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return "unreadable", msg  # a real I/O error from the OS
+    if isinstance(exc, OSError) and "decoder" in low and "not available" in low:
+        return "unreadable", msg  # the codec is missing, the file may be fine
+    if isinstance(exc, (OSError, EOFError, SyntaxError, struct.error, zlib.error)):
+        return "truncated", msg
+    return "unreadable", msg
+
+
+def decode_image(
+    source: str | os.PathLike[str] | bytes,
+    *,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    name: str | None = None,
+) -> Image.Image:
+    """Decode a file path or raw bytes into a fully loaded RGB image.
+
+    The format is detected from the content, the pixel count is checked from
+    the header before decoding (``max_pixels=None`` disables our limit; Pillow's
+    own hard limit, twice ``Image.MAX_IMAGE_PIXELS``, still applies and is
+    reported as ``too_large``), EXIF orientation is applied, animated images
+    give their first frame, and the result goes through :func:`to_rgb`.
+    ``name`` labels the source in error messages (default: the path, or
+    ``"<bytes>"`` for bytes). Raises :class:`ImageDecodeError` on any failure.
+    """
+    _register_plugins()
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        label = name if name is not None else "<bytes>"
+        data = bytes(source)
+        if not data:
+            raise ImageDecodeError(label, "empty", "0 bytes")
+        return _decode_stream(_io.BytesIO(data), data[:16], label, max_pixels)
+
+    path = os.fspath(source)
+    label = name if name is not None else str(path)
+    try:
+        if os.path.isdir(path):
+            raise ImageDecodeError(label, "unreadable", "is a directory")
+        size = os.path.getsize(path)
+        if size == 0:
+            raise ImageDecodeError(label, "empty", "0 bytes")
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+            fh.seek(0)
+            return _decode_stream(fh, head, label, max_pixels)
+    except OSError as exc:
+        raise ImageDecodeError(label, "unreadable", f"{type(exc).__name__}: {exc}") from exc
+
+
+def _decode_stream(fp, head: bytes, label: str, max_pixels: int | None) -> Image.Image:
+    """Open, size-check, load, orient and RGB-convert one image stream."""
+    with warnings.catch_warnings():
+        # Our own max_pixels decides; Pillow's soft warning would be noise.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(fp)
+        except Image.DecompressionBombError as exc:
+            raise ImageDecodeError(label, "too_large", f"Pillow's hard limit: {exc}") from exc
+        except UnidentifiedImageError as exc:
+            if _looks_like_image(head):
+                raise ImageDecodeError(
+                    label, "truncated", "known image signature but the header cannot be parsed"
+                ) from exc
+            raise ImageDecodeError(
+                label, "not_an_image", f"unknown format, starts with {head[:8]!r}"
+            ) from exc
+        except Exception as exc:  # plugin errors while parsing the header
+            if isinstance(exc, OSError) and exc.errno is not None:
+                raise ImageDecodeError(label, "unreadable", f"{type(exc).__name__}: {exc}") from exc
+            reason = "truncated" if _looks_like_image(head) else "unreadable"
+            raise ImageDecodeError(label, reason, f"{type(exc).__name__}: {exc}") from exc
+
+        try:
+            width, height = img.size
+            if max_pixels is not None and width * height > max_pixels:
+                raise _too_large(label, width, height, max_pixels)
+            try:
+                img.load()
+            except Exception as exc:
+                reason, detail = _classify_load_error(exc)
+                raise ImageDecodeError(label, reason, detail) from exc
+            try:
+                oriented = ImageOps.exif_transpose(img)
+            except (OSError, ValueError, KeyError, TypeError, SyntaxError, struct.error):
+                # A broken EXIF block must not lose a decodable image: keep it unrotated.
+                oriented = img.copy()
+            if oriented is None:  # defensive: older Pillow returned None in-place
+                oriented = img.copy()
+            return to_rgb(oriented)
+        finally:
+            img.close()
+
+
+def _composite_white(rgb: np.ndarray, alpha: np.ndarray, premultiplied: bool) -> np.ndarray:
+    """Blend uint8 colour (H,W,C) with uint8 alpha (H,W) over white."""
+    c = rgb.astype(np.uint32)
+    a = alpha.astype(np.uint32)[..., None]
+    if premultiplied:
+        out = c + (255 * (255 - a) + 127) // 255
+    else:
+        out = (c * a + 255 * (255 - a) + 127) // 255
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def _gray_to_rgb(gray: np.ndarray) -> Image.Image:
+    return Image.fromarray(np.ascontiguousarray(gray.astype(np.uint8))).convert("RGB")
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB with the toolkit's single rule.
+
+    Alpha (RGBA, LA, PA, RGBa, La, or a ``transparency`` entry on P/L/RGB/1) is
+    composited over white; P/L/1 are expanded; CMYK/YCbCr/LAB/HSV/RGBX use a
+    plain ``convert("RGB")`` (no ICC profile); I;16* is divided by 257; I is
+    treated as 16-bit when all values fit 0..65535, else as signed 32-bit
+    (negatives clipped, scaled by 255/(2**31-1)); F is clipped to [0, 255].
+    An RGB image without transparency is returned unchanged (same object).
+    """
+    mode = img.mode
+    if mode in ("P", "L", "RGB", "1") and img.info.get("transparency") is not None:
+        img = img.convert("RGBA")
+        mode = "RGBA"
+    if mode == "RGB":
+        return img
+    if mode in ("RGBA", "RGBa"):
+        arr = np.asarray(img)
+        return Image.fromarray(_composite_white(arr[..., :3], arr[..., 3], mode == "RGBa"))
+    if mode in ("LA", "La"):
+        arr = np.asarray(img)
+        gray = _composite_white(arr[..., :1], arr[..., 1], mode == "La")[..., 0]
+        return _gray_to_rgb(gray)
+    if mode == "PA":
+        return to_rgb(img.convert("RGBA"))
+    if mode.startswith("I;16"):
+        arr = np.asarray(img).astype(np.float64)
+        return _gray_to_rgb(np.rint(arr / 257.0))
+    if mode == "I":
+        arr = np.asarray(img).astype(np.float64)
+        if arr.size == 0 or (arr.min() >= 0 and arr.max() <= 65535):
+            scaled = arr / 257.0
+        else:
+            scaled = np.clip(arr, 0, None) * (255.0 / (2**31 - 1))
+        return _gray_to_rgb(np.clip(np.rint(scaled), 0, 255))
+    if mode == "F":
+        arr = np.nan_to_num(np.asarray(img).astype(np.float64), nan=0.0)
+        return _gray_to_rgb(np.rint(np.clip(arr, 0.0, 255.0)))
+    return img.convert("RGB")
+
+
+def sniff_is_image(path: str | os.PathLike[str]) -> bool:
+    """Cheaply tell whether ``path`` holds an image Pillow can identify.
+
+    Reads only the header (``Image.open`` without decoding pixels); used by
+    folder scans that were asked to skip non-images silently. Oversized images
+    still count as images (decoding them later reports ``too_large``).
+    """
+    _register_plugins()
+    try:
+        if os.path.getsize(path) == 0:
+            return False
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path):
+                return True
+    except Image.DecompressionBombError:
+        return True
+    except Exception:  # unidentified, unreadable, or a broken header: not usable
+        return False
