@@ -6,6 +6,7 @@ Exit codes: 0 success; 1 an error (the message says what was wrong); 2 bad usage
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -16,7 +17,7 @@ from rich.table import Table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Detect AI-generated images: train, evaluate, benchmark and serve detectors.")
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # never break a file path across lines
 out = Console()
 
 
@@ -54,7 +55,8 @@ def train(
         _fail(err)
     if result.interrupted:
         raise typer.Exit(130)
-    console.print(f"trained {cfg.detector} for {result.steps} steps → {result.output}")
+    if int(os.environ.get("RANK", "0")) == 0:  # once, also under `accelerate launch`
+        console.print(f"trained {cfg.detector} for {result.steps} steps → {result.output}")
 
 
 @app.command("eval")
@@ -105,6 +107,10 @@ def detect(
     batch_size: int = typer.Option(32, "--batch-size"),
     workers: int = typer.Option(0, "--workers"),
     threshold: Optional[float] = typer.Option(None, help="override the model's threshold"),
+    calibrated: bool = typer.Option(False, "--calibrated",
+                                    help="use the threshold in the model folder's calibration.json"),
+    resume: bool = typer.Option(False, "--resume",
+                                help="continue an interrupted run: skip images already in --output, append the rest"),
 ) -> None:
     """Score images: one row per image with P(fake) and the verdict. Exit 3 if some were skipped."""
     from .evaluate.runner import EXIT_SOME_SKIPPED
@@ -112,9 +118,14 @@ def detect(
 
     try:
         rows, errors = run_detect(model, paths, output=output, batch_size=batch_size, num_workers=workers,
-                                  threshold=threshold, progress=sys.stderr.isatty())
+                                  threshold=threshold, progress=sys.stderr.isatty(),
+                                  resume=resume, calibrated=calibrated)
     except (ValueError, FileNotFoundError, KeyError, OSError) as err:
         _fail(err)
+    except KeyboardInterrupt:
+        if output is not None:
+            console.print(f"interrupted: the rows scored so far are in {output}; rerun with --resume to continue")
+        raise typer.Exit(130)
     if output is None:
         table = Table("path", "P(fake)", "verdict", box=None)
         for r in rows:

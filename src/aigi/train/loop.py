@@ -35,7 +35,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
 from ..data.dataset import ImageDataset, collate
-from ..data.layouts import load_samples
+from ..data.layouts import detect_layout, load_samples
 from ..data.transforms import build_transform
 from ..detectors.base import Detector
 from ..detectors.registry import create_detector
@@ -194,12 +194,15 @@ def train(cfg: TrainConfig, output: str | Path | None = None, *, resume: bool = 
 
     run = Path(output or cfg.output or f"runs/{cfg.detector}")
     ddp = DistributedDataParallelKwargs(find_unused_parameters=cfg.find_unused_parameters)
-    acc = Accelerator(mixed_precision=cfg.mixed_precision, kwargs_handlers=[ddp])
+    # cpu=True on machines without CUDA is what lets `accelerate launch` start gloo processes
+    acc = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=cfg.mixed_precision, kwargs_handlers=[ddp])
     set_seed(cfg.seed)
 
     detector = create_detector(cfg.detector, **cfg.overrides)
     pre = detector.preprocess_config()
-    samples = load_samples(Path(cfg.data.train), cfg.data.layout, split=cfg.data.split or "train")
+    layout = detect_layout(Path(cfg.data.train)) if cfg.data.layout == "auto" else cfg.data.layout
+    split = cfg.data.split or ("train" if layout == "genimage" else None)
+    samples = load_samples(Path(cfg.data.train), layout, split=split)
     if cfg.data.subsets:
         keep = set(cfg.data.subsets)
         samples = [s for s in samples if s.subset in keep]

@@ -1,0 +1,79 @@
+"""CLIP towers: presets, local folders, the offline error, weight hashes."""
+
+import pytest
+import torch
+
+import aigi
+from aigi.backbones.clip import (
+    BackboneUnavailable,
+    ClipBackboneConfig,
+    ClipTextEncoder,
+    load_clip_vision,
+    state_sha256,
+)
+
+
+def test_tiny_preset_is_tiny_and_deterministic():
+    a = load_clip_vision(ClipBackboneConfig(source="tiny"))
+    b = load_clip_vision(ClipBackboneConfig(source="tiny"))
+    assert sum(p.numel() for p in a.parameters()) < 10_000
+    assert state_sha256(a) == state_sha256(b)
+
+
+def test_offline_hub_id_fails_with_advice(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-cache"))
+    with pytest.raises(BackboneUnavailable, match="pass its local folder"):
+        aigi.create_detector("univfd", backbone="openai/clip-vit-large-patch14")
+
+
+def test_local_folder_loads_both_towers(tmp_path):
+    from transformers import CLIPConfig, CLIPModel
+
+    from aigi.backbones.clip import PRESETS
+
+    vision, text = PRESETS["tiny"]
+    cfg = CLIPConfig(vision_config=vision, text_config=text, projection_dim=8)
+    torch.manual_seed(3)
+    CLIPModel(cfg).save_pretrained(tmp_path / "clip")
+    spec = ClipBackboneConfig(source=str(tmp_path / "clip"))
+    model = load_clip_vision(spec)
+    assert spec.vision["hidden_size"] == 16 and spec.weights_sha256 == state_sha256(model)
+    det = aigi.create_detector("univfd", backbone=str(tmp_path / "clip"))
+    assert det.config.preprocess.size == 32 and det.num_trainable() == 9
+    # a full checkpoint reloads without the folder: the architecture is in its config
+    det.save_pretrained(tmp_path / "saved")
+    import shutil
+
+    shutil.rmtree(tmp_path / "clip")
+    again = aigi.load_detector(tmp_path / "saved")
+    x = torch.rand(1, 3, 32, 32)
+    assert torch.equal(again.eval()(x), det.eval()(x))
+
+
+def test_text_encoder_on_preset():
+    enc = ClipTextEncoder(ClipBackboneConfig(source="tiny"))
+    out = enc.encode(["a photo of a cat", "an image"])
+    assert out.shape == (2, enc.dim)
+    assert not torch.allclose(out[0], out[1])
+    assert not any(p.requires_grad for p in enc.parameters())
+
+
+def test_univfd_adapter_only_checkpoint_and_hash_check(tmp_path):
+    import json
+
+    from aigi.backbones.clip import BackboneMismatch
+
+    det = aigi.create_detector("univfd", backbone="tiny")
+    det.save_pretrained(tmp_path / "a", adapter_only=True)
+    from safetensors.torch import load_file
+
+    assert set(load_file(tmp_path / "a" / "model.safetensors")) == {"fc.weight", "fc.bias"}
+    again = aigi.load_detector(tmp_path / "a")
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.equal(again.eval()(x), det.eval()(x))
+    cfg = json.loads((tmp_path / "a" / "config.json").read_text())
+    cfg["backbone"]["weights_sha256"] = "0" * 64
+    (tmp_path / "a" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(BackboneMismatch, match="not the ones this checkpoint was trained on"):
+        aigi.load_detector(tmp_path / "a")
