@@ -1,0 +1,66 @@
+"""``aigi serve``: the HTTP API and web page over one detector folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``serve`` command to the ``aigi`` app (heavy imports stay inside the command)."""
+
+    @app.command("serve")
+    def serve(
+        model: Path = typer.Option(..., "--model", "-m", help="detector folder"),
+        host: Optional[str] = typer.Option(None, help="interface to listen on (default 127.0.0.1)"),
+        port: Optional[int] = typer.Option(None, help="TCP port (default 8000)"),
+        token: Optional[str] = typer.Option(
+            None, help="require 'Authorization: Bearer TOKEN' on /v1/* (or set AIGI_SERVE_TOKEN)"
+        ),
+        calibrated: bool = typer.Option(
+            False, "--calibrated", help="use the threshold in the model folder's calibration.json"
+        ),
+        max_upload_mb: Optional[float] = typer.Option(None, help="largest file, MiB (default 20)"),
+        max_pixels: Optional[int] = typer.Option(None, help="largest image, width x height (default 40e6)"),
+        max_images: Optional[int] = typer.Option(None, help="most files per request (default 16)"),
+        max_batch: Optional[int] = typer.Option(None, help="most images per forward pass (default 32)"),
+        batch_wait_ms: Optional[float] = typer.Option(None, help="batching wait budget, ms (default 10)"),
+        max_pending: Optional[int] = typer.Option(None, help="pending images before 503 (default 256)"),
+        timeout: Optional[float] = typer.Option(None, "--timeout", help="per-request timeout, s (default 30)"),
+        device: Optional[str] = typer.Option(None, help="torch device (default cpu)"),
+        threads: Optional[int] = typer.Option(None, help="torch threads of the model (default: half the cores)"),
+    ) -> None:
+        """Serve a detector: POST /v1/detect, /v1/heatmap, GET /v1/model, a web page at /.
+
+        Every option can also come from an environment variable AIGI_SERVE_<NAME>
+        (e.g. AIGI_SERVE_MAX_IMAGES=8); options given here win.
+        """
+        from rich.console import Console
+
+        console = Console(stderr=True, soft_wrap=True)  # never break a path across lines
+        try:
+            import uvicorn
+
+            from .app import create_app
+            from .settings import MiB, ServeSettings
+
+            settings = ServeSettings.from_env(
+                host=host, port=port, token=token, calibrated=calibrated or None,
+                max_upload_bytes=None if max_upload_mb is None else int(max_upload_mb * MiB),
+                max_pixels=max_pixels, max_images=max_images, max_batch=max_batch,
+                batch_wait_ms=batch_wait_ms, max_pending=max_pending, request_timeout_s=timeout,
+                device=device, threads=threads,
+            )
+            web = create_app(model, settings)
+        except (ValueError, FileNotFoundError, KeyError, OSError) as err:
+            console.print(f"[bold red]error:[/] {err}")
+            raise typer.Exit(1)
+        if settings.token is None and settings.host not in ("127.0.0.1", "localhost", "::1"):
+            console.print(f"[yellow]warning:[/] listening on {settings.host} without a token: "
+                          "anyone who can reach this port can use the model (pass --token)")
+        state = web.state.aigi
+        console.print(f"serving {state.detector.method} from {model} at http://{settings.host}:{settings.port}/ "
+                      f"(threshold {state.threshold:.4g} from {state.threshold_source})")
+        uvicorn.run(web, host=settings.host, port=settings.port, log_level="info", access_log=False)

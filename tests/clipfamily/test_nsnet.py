@@ -1,0 +1,158 @@
+"""NS-Net: the projector P, the caption bank, the loss, and P's save/reload."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import aigi
+from aigi.detectors import load_detector
+from aigi.layers.nullspace import SemanticNullSpace, semantic_basis, semantic_projector
+from aigi.layers.supcon import supcon_loss
+
+
+def _texts(n: int, d: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(n, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_projector_symmetric_idempotent_and_annihilates_removed(k):
+    v = _texts(12, 16)
+    w = semantic_basis(v, k)
+    p = semantic_projector(v, k)
+    assert w.shape == (16, k)
+    eye = torch.eye(16, dtype=torch.float64)
+    torch.testing.assert_close(w.T @ w, torch.eye(k, dtype=torch.float64), atol=1e-10, rtol=0)
+    assert torch.equal(p, p.T)
+    torch.testing.assert_close(p @ p, p, atol=1e-10, rtol=0)
+    torch.testing.assert_close(p @ w, torch.zeros(16, k, dtype=torch.float64), atol=1e-10, rtol=0)
+    # the complement is untouched and the trace counts the kept dimensions
+    u = (eye - w @ w.T) @ _texts(1, 16, seed=5).T
+    torch.testing.assert_close(p @ u, u, atol=1e-10, rtol=0)
+    assert float(torch.trace(p)) == pytest.approx(16 - k)
+    # they are the top singular directions: the top-1 direction holds the most caption energy
+    vn = F.normalize(v, dim=1)
+    energy = ((vn @ w) ** 2).sum(0)
+    assert torch.all(energy[:-1] >= energy[1:])
+
+
+def test_exact_null_space_and_k_above_rank():
+    v = _texts(4, 10)  # rank 4 in 10 dims
+    assert semantic_basis(v, 50).shape == (10, 4)
+    p = semantic_projector(v, None)
+    # every caption embedding is annihilated: P spans the exact null space of V
+    torch.testing.assert_close(v @ p, torch.zeros(4, 10, dtype=torch.float64), atol=1e-10, rtol=0)
+    assert float(torch.trace(p)) == pytest.approx(6)
+    assert torch.equal(semantic_projector(v, 0), torch.eye(10, dtype=torch.float64))
+
+
+def test_bank_is_a_ring_buffer_of_the_newest_rows():
+    ns = SemanticNullSpace(dim=4, k=1, bank_size=5)
+    assert torch.equal(ns.projector, torch.eye(4))
+    rows = torch.eye(4).repeat(2, 1)[:7] * 3.0  # 7 rows
+    ns.add(rows[:3])
+    ns.add(rows[3:])
+    assert int(ns.bank_count) == 5 and int(ns.bank_next) == 2
+    expected = F.normalize(rows[2:], dim=1)  # the 5 newest, stored at positions (2,3,4,0,1)
+    assert torch.equal(ns.bank[[2, 3, 4, 0, 1]], expected)
+    p = ns.refit()
+    torch.testing.assert_close(p, semantic_projector(expected, 1))
+
+
+def test_nsnet_training_refits_p_and_reload_is_identical(tmp_path):
+    model = aigi.create_detector("nsnet", backbone="tiny", k=2, bank_size=16)
+    assert torch.equal(model.nullspace.projector, torch.eye(8))
+    batch = {"pixels": torch.randn(4, 3, 32, 32), "label": torch.tensor([0.0, 1.0, 0.0, 1.0]),
+             "index": torch.arange(4), "caption": ["a cat", "a dog on grass", None, "a red car"]}
+    model.train()
+    out = model.training_loss(batch)
+    out["loss"].backward()
+    assert float(out["removed_dims"]) == pytest.approx(2.0)
+    text = model.text_encoder.encode(["a cat", "a dog on grass", "a photo", "a red car"])
+    torch.testing.assert_close(model.nullspace.projector, semantic_projector(text, 2), atol=1e-5, rtol=0)
+    # the loss is (1 - lam) supcon + lam bce on the projected features
+    torch.testing.assert_close(out["loss"].detach(), 0.5 * out["supcon"] + 0.5 * out["bce"])
+    # inference: fc(f P)
+    model.eval()
+    x = batch["pixels"]
+    with torch.no_grad():
+        ref = model(x)
+        f = model.embeds(x)
+        torch.testing.assert_close(ref, model.fc(f @ model.nullspace.projector).squeeze(-1))
+    for adapter_only in (False, True):
+        model.save_pretrained(tmp_path / str(adapter_only), adapter_only=adapter_only)
+        again = load_detector(tmp_path / str(adapter_only)).eval()
+        assert torch.equal(again.nullspace.projector, model.nullspace.projector)
+        with torch.no_grad():
+            assert torch.equal(again(x), ref)
+
+
+def test_per_batch_projection_uses_the_batch_captions():
+    model = aigi.create_detector("nsnet", backbone="tiny", k=2, projection="batch", refit_during_training=False)
+    captions = ["a cat", "a dog", "a boat", "a tree"]
+    batch = {"pixels": torch.randn(4, 3, 32, 32), "label": torch.tensor([0.0, 1.0, 0.0, 1.0]),
+             "index": torch.arange(4), "caption": captions}
+    model.eval()  # no LoRA dropout: the loss below is reproducible by hand
+    out = model.training_loss(batch)
+    assert torch.equal(model.nullspace.projector, torch.eye(8))  # bank untouched
+    with torch.no_grad():
+        p = semantic_projector(model.text_encoder.encode(captions), 2)
+        h = model.embeds(batch["pixels"]) @ p
+        bce = F.binary_cross_entropy_with_logits(model.fc(h).squeeze(-1), batch["label"])
+    torch.testing.assert_close(out["bce"], bce)
+
+
+def test_fit_semantic_subspace_removes_the_caption_directions():
+    model = aigi.create_detector("nsnet", backbone="tiny", k=3, bank_size=32)
+    captions = ["a cat", "a dog", "a cat and a dog"]
+    p = model.fit_semantic_subspace(captions)
+    text = F.normalize(model.text_encoder.encode(captions), dim=1)
+    torch.testing.assert_close(text @ p, torch.zeros(3, 8), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="at least one caption"):
+        model.fit_semantic_subspace([])
+
+
+# ---------------------------------------------------------------- supervised contrastive loss
+
+
+def test_supcon_matches_hand_computation():
+    z = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0], [-0.6, 0.8]])
+    y = torch.tensor([0, 0, 1, 1])
+    tau = 0.5
+    # by hand: every anchor has exactly one positive, the other same-label point
+    dots = [[sum(a * b for a, b in zip(zi, zj)) for zj in z.tolist()] for zi in z.tolist()]
+    losses = []
+    for i in range(4):
+        denom = sum(math.exp(dots[i][a] / tau) for a in range(4) if a != i)
+        p = {0: 1, 1: 0, 2: 3, 3: 2}[i]
+        losses.append(-math.log(math.exp(dots[i][p] / tau) / denom))
+    expected = sum(losses) / 4
+    assert float(supcon_loss(z, y, tau)) == pytest.approx(expected, rel=1e-6)
+    # features are L2-normalised first: scaling a row changes nothing
+    assert float(supcon_loss(z * torch.tensor([[3.0], [1.0], [0.5], [2.0]]), y, tau)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_supcon_several_positives_and_anchor_without_positive():
+    z = torch.tensor([[1.0, 0.0], [0.8, 0.6], [0.6, 0.8], [0.0, 1.0]])
+    y = torch.tensor([1, 1, 1, 0])  # anchor 3 has no positive and is left out
+    tau = 1.0
+    dots = (z @ z.T).tolist()
+    losses = []
+    for i in range(3):
+        denom = sum(math.exp(dots[i][a] / tau) for a in range(4) if a != i)
+        pos = [p for p in range(3) if p != i]
+        losses.append(-sum(math.log(math.exp(dots[i][p] / tau) / denom) for p in pos) / len(pos))
+    assert float(supcon_loss(z, y, tau)) == pytest.approx(sum(losses) / 3, rel=1e-6)
+
+
+def test_supcon_no_positive_is_zero_with_gradient():
+    z = torch.randn(3, 4, requires_grad=True)
+    loss = supcon_loss(z, torch.tensor([0, 1, 2]))
+    assert float(loss.detach()) == 0.0
+    loss.backward()
+    assert torch.equal(z.grad, torch.zeros(3, 4))
+    with pytest.raises(ValueError, match="labels must be"):
+        supcon_loss(z, torch.tensor([0, 1]))
