@@ -68,15 +68,28 @@ def eval_cmd(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="folder for metrics.json and scores.csv"),
     batch_size: int = typer.Option(32, "--batch-size"),
     workers: int = typer.Option(0, "--workers", help="decoding worker processes"),
+    bf16: bool = typer.Option(False, "--bf16", help="bfloat16 autocast (faster; scores differ slightly)"),
+    compile_model: bool = typer.Option(False, "--compile", help="torch.compile the detector (slow first batch)"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch intra-op threads (default: all cores)"),
+    draft: bool = typer.Option(False, "--draft",
+                               help="JPEG draft decoding for resize preprocessing (faster; pixels differ slightly)"),
 ) -> None:
-    """Evaluate a detector on labelled data: per-subset table, metrics.json, scores.csv."""
+    """Evaluate a detector on labelled data: per-subset table, metrics.json, scores.csv.
+
+    Under `accelerate launch --num_processes N -m aigi.cli eval ...` the images are split
+    across the processes; the main process writes the same files as one process would.
+    """
     from .evaluate import evaluate
 
     try:
         report = evaluate(model, data, layout=layout, split=split, output=output or (model / "eval"),
-                          batch_size=batch_size, num_workers=workers, progress=sys.stderr.isatty())
+                          batch_size=batch_size, num_workers=workers, progress=sys.stderr.isatty(),
+                          dtype="bfloat16" if bf16 else "float32", compile=compile_model, threads=threads,
+                          draft=draft)
     except (ValueError, FileNotFoundError, KeyError, OSError) as err:
         _fail(err)
+    if int(os.environ.get("RANK", "0")) != 0:  # under `accelerate launch`, only the main process reports
+        return
     out.print(metrics_table(report))
     for s in report["skipped"]:
         console.print(f"[yellow]skipped[/] {s['reason']}")
@@ -142,12 +155,14 @@ def detect(
 def demo(
     output: Path = typer.Option(Path("runs/demo"), "--output", "-o"),
     quick: bool = typer.Option(False, "--quick", help="smallest sizes, for a smoke test"),
+    backbone: Optional[Path] = typer.Option(None, "--backbone", help="a local CLIP checkpoint folder: adds UnivFD "
+                                            "and Effort"),
 ) -> None:
-    """The built-in demo: generate images, train a detector, evaluate it, print the table."""
+    """The built-in benchmark: generate images, train detectors, run the four tasks, write a report."""
     from .demo import run_demo
 
     try:
-        run_demo(output, quick=quick, console=console, out=out)
+        run_demo(output, quick=quick, console=console, out=out, backbone=backbone)
     except (ValueError, OSError) as err:
         _fail(err)
 

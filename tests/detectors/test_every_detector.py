@@ -100,8 +100,7 @@ def test_for_inference_keeps_logits(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_full_size_architecture_builds(name):
-    cls = detector_class(name)
-    model = aigi.create_detector(name, **cls.full_size_overrides)
+    model = detector_class(name).build_full_size()
     total = sum(p.numel() for p in model.parameters())
     assert total > 1_000_000
     s = model.config.preprocess.size

@@ -31,19 +31,47 @@ from torch.utils.data import Dataset
 from .io import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
 from .layouts import Sample
 
-__all__ = ["UNKNOWN_LABEL", "ImageDataset", "collate"]
+__all__ = ["UNKNOWN_LABEL", "ImageDataset", "collate", "draft_size_for"]
 
 #: Value of ``label`` for samples whose label is unknown.
 UNKNOWN_LABEL: float = -1.0
 
 TransformFn = Callable[[Image.Image, np.random.Generator], torch.Tensor]
 
+#: geometric modes that resize the whole image before anything else looks at its pixels
+_RESIZE_MODES = ("resize", "resize_center_crop", "resize_random_crop")
+
+
+def draft_size_for(transform: Any) -> int | None:
+    """The safe JPEG ``draft_size`` for a :class:`~aigi.data.transforms.Transform`, or None.
+
+    Rule: only modes that resize the image first (``resize``, ``resize_center_crop``,
+    ``resize_random_crop``), only when no pixel-level augmentation runs before the resize
+    (blur sigmas and JPEG block sizes are in pixels of the decoded image), and the decoded
+    image keeps both sides at least **twice** the resize target (``2 * size`` for
+    ``resize``, ``2 * resize_to`` for the others). The resize then still down-samples by
+    2x or more, so the output geometry (size, crop offsets) is unchanged and the content
+    differs from a full decode only by the DCT-domain pre-shrink (a few grey levels).
+    Crop modes, tiling, patch selection and ``none`` look at original pixels: never.
+    """
+    pre = getattr(transform, "pre", None)
+    mode = getattr(transform, "mode", None)
+    if pre is None or mode not in _RESIZE_MODES:
+        return None
+    aug = getattr(transform, "augment", None)
+    if aug is not None and (aug.effective_blur_prob > 0 or aug.effective_jpeg_prob > 0
+                            or aug.rotation_prob > 0 or aug.color_jitter_prob > 0):
+        return None
+    return 2 * int(pre.size if mode == "resize" else pre.resize_to)
+
 
 class ImageDataset(Dataset):
     """Decode and transform samples; failures become error items, not exceptions.
 
     ``seed`` and the epoch (``set_epoch``) fix every item's random stream:
-    ``default_rng([seed, epoch, index])``.
+    ``default_rng([seed, epoch, index])``. ``draft_size`` is passed to
+    :func:`~aigi.data.io.decode_image` (JPEG draft decoding; off by default); use
+    :func:`draft_size_for` to get a value that is safe for the transform.
     """
 
     def __init__(
@@ -54,6 +82,7 @@ class ImageDataset(Dataset):
         seed: int = 0,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         epoch: int = 0,
+        draft_size: int | None = None,
     ) -> None:
         if seed < 0 or epoch < 0:
             raise ValueError(f"seed and epoch must be non-negative, got seed={seed}, epoch={epoch}")
@@ -62,6 +91,9 @@ class ImageDataset(Dataset):
         self.seed = int(seed)
         self.max_pixels = max_pixels
         self.epoch = int(epoch)
+        if draft_size is not None and (isinstance(draft_size, bool) or int(draft_size) <= 0):
+            raise ValueError(f"draft_size must be a positive int or None, got {draft_size!r}")
+        self.draft_size = None if draft_size is None else int(draft_size)
         self.has_captions = any(s.caption is not None for s in self.samples)
 
     def set_epoch(self, epoch: int) -> None:
@@ -78,7 +110,7 @@ class ImageDataset(Dataset):
         i = range(len(self.samples))[i]  # bounds check and negative indices
         sample = self.samples[i]
         try:
-            img = decode_image(sample.path, max_pixels=self.max_pixels)
+            img = decode_image(sample.path, max_pixels=self.max_pixels, draft_size=self.draft_size)
         except ImageDecodeError as err:
             return {"error": str(err), "index": i}
         rng = np.random.default_rng([self.seed, self.epoch, i])

@@ -12,6 +12,12 @@ Every image that enters the toolkit goes through :func:`decode_image`:
   files fail here with :class:`ImageDecodeError` instead of later, silently;
   Pillow's ``ImageFile.LOAD_TRUNCATED_IMAGES`` is never turned on;
 * EXIF orientation is applied; animated images give their first frame;
+* ``draft_size`` (off by default) lets a JPEG be decoded at 1/2, 1/4 or 1/8
+  scale by libjpeg's DCT scaling (Pillow's ``Image.draft``) as long as both
+  sides stay at least ``draft_size``; decoding a 2048-pixel JPEG that will be
+  resized to 256 then costs a fraction of a full decode. Only callers that
+  resize afterwards may ask for it (see ``aigi.data.dataset.draft_size_for``):
+  the pixels differ slightly from a full decode followed by the same resize;
 * HEIC/HEIF (and AVIF where the installed pillow-heif still provides it) open
   when ``pillow-heif`` is installed; without it they are reported as
   ``not_an_image`` like any other unknown format.
@@ -174,6 +180,7 @@ def decode_image(
     *,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     name: str | None = None,
+    draft_size: int | None = None,
 ) -> Image.Image:
     """Decode a file path or raw bytes into a fully loaded RGB image.
 
@@ -183,15 +190,21 @@ def decode_image(
     reported as ``too_large``), EXIF orientation is applied, animated images
     give their first frame, and the result goes through :func:`to_rgb`.
     ``name`` labels the source in error messages (default: the path, or
-    ``"<bytes>"`` for bytes). Raises :class:`ImageDecodeError` on any failure.
+    ``"<bytes>"`` for bytes). ``draft_size`` (JPEG only; others ignore it) lets
+    the decoder shrink the image by a power of two while both sides stay
+    ``>= draft_size``; the size check uses the full header size first.
+    Raises :class:`ImageDecodeError` on any failure.
     """
+    if draft_size is not None and (isinstance(draft_size, bool) or not isinstance(draft_size, int)
+                                   or draft_size <= 0):
+        raise ValueError(f"draft_size must be a positive int or None, got {draft_size!r}")
     _register_plugins()
     if isinstance(source, (bytes, bytearray, memoryview)):
         label = name if name is not None else "<bytes>"
         data = bytes(source)
         if not data:
             raise ImageDecodeError(label, "empty", "0 bytes")
-        return _decode_stream(_io.BytesIO(data), data[:16], label, max_pixels)
+        return _decode_stream(_io.BytesIO(data), data[:16], label, max_pixels, draft_size)
 
     path = os.fspath(source)
     label = name if name is not None else str(path)
@@ -204,13 +217,15 @@ def decode_image(
         with open(path, "rb") as fh:
             head = fh.read(16)
             fh.seek(0)
-            return _decode_stream(fh, head, label, max_pixels)
+            return _decode_stream(fh, head, label, max_pixels, draft_size)
     except OSError as exc:
         raise ImageDecodeError(label, "unreadable", f"{type(exc).__name__}: {exc}") from exc
 
 
-def _decode_stream(fp, head: bytes, label: str, max_pixels: int | None) -> Image.Image:
-    """Open, size-check, load, orient and RGB-convert one image stream."""
+def _decode_stream(
+    fp, head: bytes, label: str, max_pixels: int | None, draft_size: int | None = None
+) -> Image.Image:
+    """Open, size-check, (draft,) load, orient and RGB-convert one image stream."""
     with warnings.catch_warnings():
         # Our own max_pixels decides; Pillow's soft warning would be noise.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -236,6 +251,9 @@ def _decode_stream(fp, head: bytes, label: str, max_pixels: int | None) -> Image
             width, height = img.size
             if max_pixels is not None and width * height > max_pixels:
                 raise _too_large(label, width, height, max_pixels)
+            if draft_size is not None and min(width, height) >= 2 * draft_size:
+                # JPEG/MPO only (a no-op elsewhere); the mode is kept, only the scale changes
+                img.draft(img.mode, (draft_size, draft_size))
             try:
                 img.load()
             except Exception as exc:

@@ -193,6 +193,16 @@ class Detector(nn.Module):
         """
         return cls(config)
 
+    @classmethod
+    def build_full_size(cls) -> "Detector":
+        """The published full-size architecture, built as a full checkpoint would be loaded into.
+
+        Random weights, no download; factorisations (Effort's 96 SVDs) are allocated, not
+        computed, since a full checkpoint overwrites them. Tests and benchmarks use this.
+        """
+        config = cls.config_class.from_overrides(cls.full_size_overrides)
+        return cls.build_for_loading(config, adapter_only=False)
+
     def load_weights(self, tensors: dict[str, torch.Tensor], *, adapter_only: bool = False) -> None:
         """Load a state dict; every missing or unexpected key is an error that lists them."""
         own = self.state_dict()

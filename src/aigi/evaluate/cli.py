@@ -1,0 +1,85 @@
+"""``aigi bench`` and ``aigi report``: run a benchmark protocol, re-render its report.
+
+Heavy imports stay inside the command functions so ``aigi --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``bench`` and ``report`` commands to the ``aigi`` app."""
+
+    @app.command()
+    def bench(
+        protocol: Path = typer.Argument(..., help="benchmark protocol (YAML), e.g. configs/protocols/*.yaml"),
+        overrides: Optional[List[str]] = typer.Argument(
+            None, help="key=value overrides, e.g. data.test=/data/aigibench detectors.npr.model=runs/npr"),
+        output: Optional[Path] = typer.Option(None, "--output", "-o",
+                                              help="results folder (default runs/bench/<protocol name>)"),
+    ) -> None:
+        """Run a benchmark protocol: train what is missing, score what is not stored, write the report."""
+        from ..cli import console, out
+        from .bench import run_protocol
+        from .protocol import ProtocolError, load_protocol
+
+        try:
+            proto = load_protocol(protocol, overrides or [])
+            result = run_protocol(proto, output, console=console)
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted[/]: what was scored is stored; run the same command to resume")
+            raise typer.Exit(130)
+        except (ProtocolError, ValueError, FileNotFoundError, FileExistsError, KeyError, OSError) as err:
+            console.print(f"[bold red]error:[/] {err}")
+            raise typer.Exit(1)
+        _print_summary(result.results, console, out)
+        console.print(f"{result.scored} new score(s), {result.reused} reused, in {result.seconds:.1f} s; "
+                      f"report: {result.report}")
+
+    @app.command()
+    def report(
+        folder: Path = typer.Argument(..., help="a results folder written by `aigi bench` (holds results.sqlite)"),
+        protocol_hash: Optional[str] = typer.Option(
+            None, "--protocol", help="protocol sha256 (or a prefix) to report; default the latest run's"),
+    ) -> None:
+        """Re-render report.md, report.html and the plots of a results folder from its store."""
+        from ..cli import console, out
+        from .report import build_report
+
+        try:
+            phash = _full_hash(folder, protocol_hash) if protocol_hash else None
+            md, res = build_report(folder, protocol_hash=phash)
+        except (ValueError, FileNotFoundError, OSError) as err:
+            console.print(f"[bold red]error:[/] {err}")
+            raise typer.Exit(1)
+        _print_summary(res, console, out)
+        console.print(f"wrote {md} and {md.with_suffix('.html')}")
+
+
+def _full_hash(folder: Path, prefix: str) -> str:
+    from .store import STORE_NAME, ResultStore
+
+    if not (folder / STORE_NAME).is_file():
+        raise FileNotFoundError(f"{folder} holds no {STORE_NAME}; run `aigi bench` into it first")
+    with ResultStore(folder / STORE_NAME) as store:
+        hashes = sorted({r["protocol_hash"] for r in store.runs()})
+    match = [h for h in hashes if h.startswith(prefix)]
+    if len(match) != 1:
+        raise ValueError(f"protocol {prefix!r} matches {len(match)} of the stored protocols: "
+                         + ", ".join(h[:12] for h in hashes))
+    return match[0]
+
+
+def _print_summary(res, console, out) -> None:
+    """Print the leaderboard and the conditions that could not be scored."""
+    from .report import leaderboard_table
+
+    if res is None:
+        return
+    out.print(leaderboard_table(res))
+    for name, cond, reason in res.failures:
+        console.print(f"[yellow]not scored[/] {name} under {cond}: {reason}")
