@@ -221,3 +221,16 @@ def test_targets_errors_are_clear():
         resolve_targets(_tower(), r"nothing\.here")
     with pytest.raises(ValueError, match="neither attention/mlp/both nor a valid regex"):
         resolve_targets(_tower(), "(unclosed")
+
+
+@pytest.mark.parametrize("rows", [4, 64])  # 16 × 16, rank 1: ≤ 16 rows factorised, more rows merged
+def test_inference_paths_compute_the_same_function(rows):
+    lin = linear64(16, 16)
+    m = SVDResidualLinear.from_linear(lin, trainable_rank=1)
+    perturb(m)
+    x = torch.randn(rows, 16, dtype=torch.float64)
+    train_out = m(x)  # gradient path (factorised)
+    with torch.no_grad():
+        dense = x @ m.merged_weight().T + m.bias
+        torch.testing.assert_close(m(x), dense, atol=1e-12, rtol=0)
+    torch.testing.assert_close(train_out.detach(), dense, atol=1e-12, rtol=0)

@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
         per_class: int = typer.Option(200, "--per-class", help="images per class and generator"),
         size: int = typer.Option(256, "--size", help="image side in pixels (a multiple of 8, >= 16)"),
         generators: Optional[str] = typer.Option(
-            None, "--generators", help="comma-separated generator names (default: all; see the list below)"),
+            None, "--generators", help="comma-separated generator names (default: all six, listed above)"),
         seed: int = typer.Option(0, "--seed", help="seed of the whole set; the same seed gives the same bytes"),
         workers: int = typer.Option(min(2, os.cpu_count() or 1), "--workers", help="worker processes"),
         overwrite: bool = typer.Option(False, "--overwrite", help="replace the images of a previous run"),

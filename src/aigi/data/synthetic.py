@@ -77,6 +77,8 @@ JPEG_QUALITIES = (85, 97)
 DOWNSCALED_SHARE = 0.5
 #: strength of the GAN's transposed-convolution checkerboard (kernel perturbation)
 GAN_CHECKERBOARD = 0.0004
+#: sigma (output pixels) of the Gaussian that stands for the softening of bilinear demosaicing
+DEMOSAIC_SOFTNESS = 0.35
 #: saturation gain range of the generators' content (matches the colourfulness of camera images)
 CONTENT_SATURATION = (1.0, 1.4)
 #: corner frequency (cycles/pixel) of the diffusion generator's detail prior
@@ -140,7 +142,7 @@ def _power_noise(rng: np.random.Generator, size: int, betas: Sequence[float]) ->
 
 
 #: spectral slopes of the texture bank: three textures and one smooth illumination field
-_BANK_BETAS = (0.0, 1.2, 2.2, 3.5)
+_BANK_BETAS = (0.7, 1.4, 2.2, 3.5)
 _BANK_COPIES = 3
 
 
@@ -188,8 +190,8 @@ def dead_leaves(rng: np.random.Generator, size: int, *, coverage: float = 0.985,
     what is still empty -- until ``coverage`` of the image is filled; radii follow
     ``p(r) ~ r^-3`` on ``[size/18, size/2.5]``, which makes the spectrum fall roughly as
     ``1/f``. Detail below the smallest shape comes from each shape's texture: one of three
-    ``1/f^beta`` noise fields (beta 0, 1.2, 2.2; see :func:`_textures`) or stripes of
-    period 3..16 px, times a linear shading gradient. A smooth illumination field lights
+    ``1/f^beta`` noise fields (beta 0.7, 1.4, 2.2; see :func:`_textures`) or stripes of
+    period 5..20 px, times a linear shading gradient. A smooth illumination field lights
     the whole scene; what is left uncovered shows a textured background. All random
     numbers are drawn up front (a fixed count per image); the loop over shapes only
     builds the map of which shape is in front, and the appearance is computed for all
@@ -212,7 +214,7 @@ def dead_leaves(rng: np.random.Generator, size: int, *, coverage: float = 0.985,
     cols = _colours(rng, n + 1)
     shade = rng.uniform(0.0, 0.35, n)
     stripes = rng.random(n) < 0.2
-    period = rng.uniform(3.0, 16.0, n)
+    period = rng.uniform(5.0, 20.0, n)
     phase = rng.uniform(0, 2 * np.pi, n)
     amp = np.where(stripes, rng.uniform(0.1, 0.45, n), rng.uniform(0.05, 0.4, n))
     which = rng.integers(0, 3, n)
@@ -290,14 +292,17 @@ def _gamma(lin: np.ndarray, gamma: float) -> np.ndarray:
 def _content(rng: np.random.Generator, size: int, scale: float = 1.0) -> np.ndarray:
     """What a generator learned to draw: a scene with lens-like blur, exposure and gamma, display space.
 
-    ``scale`` is the resolution relative to the output (0.5 for a half-resolution render),
-    so the lens blur, drawn as for reals (0.3..1.0 output pixels), shrinks with it.
+    The blur is the reals' lens blur (0.3..1.0 output pixels) combined with the softening
+    demosaicing gives camera images (``DEMOSAIC_SOFTNESS``, a Gaussian of 0.35 px): the
+    generators learned from camera pictures, not from the raw scenes. ``scale`` is the
+    resolution relative to the output (0.5 for a half-resolution render).
     Colours are made a little more vivid (``CONTENT_SATURATION``): camera images get
     colourfulness from chroma noise that the generators do not have.
     """
     scene = dead_leaves(rng, size)
     gain, gamma = _exposure_and_gamma(rng)
-    out = _gamma(_blur(scene, rng.uniform(0.3, 1.0) * scale) * F32(gain), gamma)
+    sigma = float(np.hypot(rng.uniform(0.3, 1.0), DEMOSAIC_SOFTNESS)) * scale
+    out = _gamma(_blur(scene, sigma) * F32(gain), gamma)
     grey = out.mean(axis=2, keepdims=True)
     return grey + F32(rng.uniform(*CONTENT_SATURATION)) * (out - grey)
 
@@ -394,7 +399,7 @@ def _normalised(k: np.ndarray) -> np.ndarray:
 
 
 _BINOMIAL = np.array([[1, 2, 1], [2, 4, 2], [1, 2, 1]], F32) / 16
-_HALF_BINOMIAL = 0.5 * _BINOMIAL + 0.5 * np.pad(np.ones((1, 1), F32), 1)
+_HALF_BINOMIAL = 0.3 * _BINOMIAL + 0.7 * np.pad(np.ones((1, 1), F32), 1)
 #: [1, 3, 3, 1] x [1, 3, 3, 1] / 64: after zero insertion (gain 4) exactly bilinear 2x up-sampling
 _FIR = np.outer([1, 3, 3, 1], [1, 3, 3, 1]).astype(F32) / 64
 
@@ -430,10 +435,10 @@ def _sharpen(img: np.ndarray, amount: float, kernel: np.ndarray | None = None) -
 #: grain std range (8-bit levels, log-uniform) per generator, calibrated so that the global
 #: noise estimate of the fakes matches that of the camera images (docs/synthetic.md)
 GRAIN: dict[str, tuple[float, float]] = {
-    "gan": (0.7, 4.0),
-    "stylegan": (0.4, 2.0),
-    "ldm": (1.0, 5.0),
-    "vq": (0.5, 3.0),
+    "gan": (0.5, 3.0),
+    "stylegan": (0.8, 2.5),
+    "ldm": (1.3, 4.0),
+    "vq": (0.8, 3.5),
     "diffusion": (4.0, 16.0),  # std of the made-up detail, most of it at low frequencies
 }
 
@@ -487,7 +492,7 @@ def stylegan(rng: np.random.Generator, size: int) -> np.ndarray:
         rng.standard_normal((*x.shape[:2], 1), dtype=F32) * w["noise_rgb"])
     x = _transposed_up(x, _FIR)
     detail = content - _transposed_up(half, _FIR)
-    x = _sharpen(x + F32(rng.uniform(0.5, 0.9)) * _correlate(detail, w["k1"]), rng.uniform(0.0, 0.6), w["k2"])
+    x = _sharpen(x + F32(rng.uniform(0.8, 1.0)) * _correlate(detail, w["k1"]), rng.uniform(0.2, 0.8), w["k2"])
     x = x + F32(np.exp(rng.uniform(np.log(lo), np.log(hi))) / 255.0) * (
         rng.standard_normal((*x.shape[:2], 1), dtype=F32) * w["noise_rgb"])
     # toRGB: a colour rendition a little more saturated than the content's
@@ -502,8 +507,8 @@ def _vae_decode(latent: np.ndarray, rng: np.random.Generator, w: dict[str, np.nd
     x = _correlate(latent, w["k0"])
     x = np.repeat(np.repeat(x, 2, axis=0), 2, axis=1)
     x = _correlate(_correlate(x, _HALF_BINOMIAL), w["k1"])
-    x = x - F32(0.015) * np.sin(F32(2 * np.pi) * x)  # a smooth, fixed tone curve (slight S)
-    x = _mix(_sharpen(x, rng.uniform(0.0, 0.5), w["k2"]), w["mix"])
+    x = x - F32(0.008) * np.sin(F32(2 * np.pi) * x)  # a smooth, fixed tone curve (slight S)
+    x = _mix(_sharpen(x, rng.uniform(0.0, 0.8), w["k2"]), w["mix"])
     return x + _grain(rng, x.shape, w["k2"], levels)
 
 
@@ -576,8 +581,8 @@ def diffusion(rng: np.random.Generator, size: int) -> np.ndarray:
     frequencies, the sampler's spectral fingerprint.
     """
     x0 = _content(rng, size)
-    mu = _blur(x0, rng.uniform(0.8, 1.6))
-    kappa = F32(rng.uniform(0.2, 0.7))
+    mu = _blur(x0, rng.uniform(0.6, 1.3))
+    kappa = F32(rng.uniform(0.35, 0.85))
     f = _radial_freq(size)
     p = F32(1.0) / (f * f + F32(DIFFUSION_F0**2))
     lo, hi = GRAIN["diffusion"]

@@ -22,9 +22,12 @@ Project choices (the papers and the released code leave them open):
 * When gradients are needed, the forward is evaluated factorised,
   ``x W_mainᵀ + ((x V_resᵀ) ⊙ S_res) U_resᵀ + b``, if ``k (in + out) ≤ in·out / 2`` (always for
   Effort's rank 1): the same function, but the backward never forms a dense ``out × in`` weight
-  gradient. Without gradients (evaluation) and for large ranks it uses the merged weight
-  ``W_main + U_res diag(S_res) V_res`` in one product, which costs the same as the folded layer
-  plus one rank-k update of the weight per call.
+  gradient; larger ranks use the merged weight. Without gradients both paths are memory-bound
+  extras on top of the layer's product: the factorised one touches ``rows × k (in + out)``
+  numbers, the merged one (``W_main + U_res diag(S_res) V_res``, then one product) ``in × out``
+  several times; the factorised path is taken when ``rows·k(in + out) ≤ 2·in·out`` (measured on
+  CPU: at 257 tokens the merged weight costs +124 % per layer and the factorised path +12 %; at
+  4,112 tokens the merged weight +1 % and the factorised path +25 %). Folding removes both.
 * The regularisers need the frozen principal bases. Instead of keeping ``U_main (out × r)`` and
   ``V_main (r × in)`` (two extra copies of every weight: ~800 MB on ViT-L/14), a side whose
   dimension equals ``n`` is represented by its orthogonal complement, which is just the initial
@@ -234,10 +237,14 @@ class SVDResidualLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         u, s, v = self._factors()
-        if self._factorised and torch.is_grad_enabled() and (u.requires_grad or s.requires_grad or v.requires_grad):
-            # training: no dense out × in weight gradient is ever formed
+        if torch.is_grad_enabled() and (u.requires_grad or s.requires_grad or v.requires_grad):
+            factored = self._factorised  # training: never form a dense out × in weight gradient
+        else:  # no gradient: the cheaper of the two extra costs (rows × k(in + out) vs in × out)
+            rows = x.numel() // self.in_features
+            factored = rows * (self.n - self.r) * (self.in_features + self.out_features) \
+                <= 2 * self.in_features * self.out_features
+        if factored:
             return F.linear(x, self.weight_main, self.bias) + F.linear(F.linear(x, v) * s, u)
-        # no gradient needed (or a large rank): one dense product, as fast as the folded layer
         return F.linear(x, self.weight_main + (u * s) @ v, self.bias)
 
     # -- folding -----------------------------------------------------------------------
