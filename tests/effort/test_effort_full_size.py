@@ -1,10 +1,10 @@
 """Effort on the real CLIP ViT-L/14 architecture (random weights): parameter count and adapter size.
 
-One module-scoped build serves every check here: the ViT-L tower (~300 M parameters), its weight
-hash and the wrapping of the 96 attention matrices. The fixture skips the 96 float64 SVDs
-(``decompose=False``: same modules, same shapes, same trainable set), because on this shared
-2-core CPU they take 40 s (idle) to 150 s (loaded); the SVD itself is checked at full size on one
-1024 × 1024 matrix below, and the benchmark (benchmarks/bench_effort.py) times the complete build.
+One module-scoped build serves every check here: the ViT-L tower (~300 M parameters) and the
+wrapping of its 96 attention matrices, built by ``build_full_size()`` as a full checkpoint would
+be loaded into, i.e. without the 96 float64 SVDs (same modules, same shapes, same trainable set):
+on this shared 2-core CPU they take 40 s (idle) to 150 s (loaded). The SVD itself is checked at
+full size on one 1024 × 1024 matrix below, and benchmarks/bench_effort.py times the complete build.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from aigi.detectors.effort import Effort, EffortConfig
+from aigi.detectors.effort import Effort
 from aigi.layers.svd_residual import SVDResidualLinear
 
 VIT_L_RESIDUAL = 96 * (1024 + 1 + 1024)  # 196,704: the paper's "0.19 M"
@@ -23,8 +23,9 @@ HEAD = 1024 + 1
 @pytest.fixture(scope="module")
 def effort_vit_l() -> Effort:
     # ~10-25 s (see the module docstring): the count must be measured on ViT-L/14 itself.
-    config = EffortConfig.from_overrides(Effort.full_size_overrides)
-    return Effort(config, decompose=False)
+    model = Effort.build_full_size()
+    assert isinstance(model, Effort) and model.config.backbone.source == "clip-vit-large-patch14-random"
+    return model
 
 
 def test_trainable_count_is_exactly_the_papers(effort_vit_l):
