@@ -255,8 +255,10 @@ def dead_leaves(rng: np.random.Generator, size: int, *, coverage: float = 0.985,
     Y = yy - centre[:, 0].astype(F32)[k]
     u = X * cos_t[k] + Y * sin_t[k]
     v = Y * cos_t[k] - X * sin_t[k]
-    stripe_t = np.cos(F32(2 * np.pi) / period.astype(F32)[k] * v + phase.astype(F32)[k])
-    t = np.where(stripes[k], stripe_t, np.choose(which[k], tex))
+    t = np.choose(which[k], tex)
+    on = stripes[k]
+    ks = k[on]
+    t[on] = np.cos(F32(2 * np.pi) / period.astype(F32)[ks] * v[on] + phase.astype(F32)[ks])
     lum = (1.0 + (shade / radius).astype(F32)[k] * u) * (1.0 + amp.astype(F32)[k] * t)
     back = label == n
     lum[back] = 1.0 + F32(0.2) * tex[1][back]
@@ -286,7 +288,9 @@ def _exposure_and_gamma(rng: np.random.Generator) -> tuple[float, float]:
 
 
 def _gamma(lin: np.ndarray, gamma: float) -> np.ndarray:
-    return np.power(np.clip(lin, 0.0, 1.0), F32(1.0 / gamma)).astype(F32)
+    """Display encoding ``clip(lin, 0, 1) ** (1 / gamma)``, float32."""
+    out = np.clip(lin, 0.0, 1.0).astype(F32, copy=False)
+    return np.power(out, F32(1.0 / gamma), out=out)
 
 
 def _content(rng: np.random.Generator, size: int, scale: float = 1.0) -> np.ndarray:
