@@ -110,8 +110,9 @@ def child_model(spec: dict[str, Any]) -> dict[str, Any]:
     run(1, "float32", None, w, it1)
     run(1, "bfloat16", None, w, it1)
     fp32 = run(big, "float32", None, max(w, 1), it32, count=True)
-    if out["convolutional"]:
-        run(big, "float32", False, w, it32)  # the channels-last "before" number
+    if out["convolutional"]:  # the channels-last "before" number, timed in alternation with "after"
+        runs.append(channels_last_ab(model, inputs[big], it32))
+        out["channels_last_speedup"] = runs[-1]["channels_last_speedup"]
     per_call = U.median(fp32["seconds"])
     if name in REFERENCE or per_call <= SLOW_CALL_S or spec.get("quick"):
         run(big, "bfloat16", None, w, it32)
@@ -127,6 +128,41 @@ def child_model(spec: dict[str, Any]) -> dict[str, Any]:
         except Exception as err:  # a broken partner must not lose this detector's numbers
             out["pair"] = {"error": f"{type(err).__name__}: {err}"}
     return out
+
+
+def channels_last_ab(model: Any, x: Any, rounds: int) -> dict[str, Any]:
+    """A contiguous (NCHW) copy of a CNN against the channels-last original, calls alternated.
+
+    Returns the contiguous run's record, with both sides' call times and the speed-up.
+    """
+    import copy
+
+    import torch
+
+    from aigi.evaluate.runner import inference_forward
+
+    nchw = copy.deepcopy(model)
+    f_nchw = inference_forward(nchw, channels_last=False)
+    f_nhwc = inference_forward(model, channels_last=True)
+    times: dict[str, list[float]] = {"nchw": [], "nhwc": []}
+    rec: dict[str, Any] = {"batch": int(x.shape[0]), "dtype": "float32", "channels_last": False,
+                           "warmup": 1, "iters": 2 * rounds, "load_before": U.loadavg()}
+    with torch.inference_mode():
+        f_nchw(x)  # warm-up (the channels-last model is warm from its own run)
+        for r in range(2 * rounds):
+            for key, fn in ((("nchw", f_nchw), ("nhwc", f_nhwc)) if r % 2 == 0 else
+                            (("nhwc", f_nhwc), ("nchw", f_nchw))):
+                t = time.perf_counter()
+                fn(x)
+                times[key].append(time.perf_counter() - t)
+    del nchw
+    rec["load_after"] = U.loadavg()
+    rec["seconds"] = [round(v, 4) for v in times["nchw"]]
+    rec["channels_last_seconds_alternated"] = [round(v, 4) for v in times["nhwc"]]
+    rec["images_per_s"] = round(rec["batch"] / U.median(times["nchw"]), 3)
+    rec["channels_last_speedup"] = round(U.median(times["nchw"]) / U.median(times["nhwc"]), 3)
+    rec["max_rss_mb"] = U.max_rss_mb()
+    return rec
 
 
 def paired_timing(first: Any, name_a: str, name_b: str, spec: dict[str, Any]) -> dict[str, Any]:

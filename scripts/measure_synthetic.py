@@ -184,7 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     if "detectors" in only:
         res["detectors"] = detectors(a.out, a.det_size, a.det_per_class, a.det_test_per_class, a.steps, a.steps_all,
                                      a.crop, a.width, a.methods.split(","), a.workers)
-    res["command"] = "python scripts/measure_synthetic.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python scripts/measure_synthetic.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    res.pop("command", None)
+    res.setdefault("commands", {}).update({part: command for part in only})
     path.write_text(json.dumps(res, indent=2) + "\n")
     (a.out / "tables.md").write_text(tables(res) + "\n")
     print(tables(res))

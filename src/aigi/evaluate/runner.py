@@ -268,7 +268,8 @@ def evaluate(
     :func:`score_samples`'s, and ``dtype``/``draft``, which change the numbers, are
     recorded under ``"inference"`` when not at their defaults. Under ``accelerate launch``
     with several processes each one scores a shard; the main process writes the files,
-    identical to a single process's, and every process returns the same report.
+    identical to a single process's, and every process returns the same report (every
+    process must call it: the scores are gathered with a collective operation).
     """
     detector = model if isinstance(model, Detector) else load_detector(model).for_inference()
     samples = [s for s in load_samples(Path(data), layout, split=split) if s.label is not None]
