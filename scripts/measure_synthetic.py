@@ -112,7 +112,8 @@ def detectors(out: Path, size: int, per_class: int, test_per_class: int, steps: 
             report = evaluate(run, data / "test", layout="subsets", batch_size=64)
             results[f"{method}/{subset}"] = {
                 "train_s": round(t_train, 1),
-                "subsets": {k: {m: v[m] for m in ("acc", "ap", "r_acc", "f_acc")} for k, v in report["subsets"].items()},
+                "subsets": {k: {m: v[m] for m in ("acc", "ap", "r_acc", "f_acc")}
+                            for k, v in report["subsets"].items()},
                 "mean": {m: report["mean"][m] for m in ("acc", "ap")},
             }
             print(f"{method} trained on {subset}: mean acc {report['mean']['acc']:.3f} ap {report['mean']['ap']:.3f} "

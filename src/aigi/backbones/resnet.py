@@ -147,7 +147,7 @@ def load_imagenet_weights(net: ResNet, source: str | os.PathLike) -> None:
     for k, v in body.items():
         if own[k].shape != v.shape:
             raise ValueError(f"ImageNet weight {k} has shape {tuple(v.shape)}, expected {tuple(own[k].shape)}")
-    net.load_state_dict(body, strict=False)
+    net.load_state_dict(body, strict=False)  # only the head is absent: every other key was checked above
 
 
 def hf_resnet_to_torchvision(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -84,7 +84,7 @@ CONTENT_SATURATION = (1.0, 1.4)
 #: corner frequency (cycles/pixel) of the diffusion generator's detail prior
 DIFFUSION_F0 = 0.05
 LABELS = ("0_real", "1_fake")
-_OUR_FILE = re.compile(r"\d{5,}\.(png|jpg)")
+_OUR_FILE = re.compile(r"\.?\d{5,}\.(png|jpg)(\.tmp)?")  # our images and interrupted writes
 MANIFEST = "synthetic.json"
 
 F32 = np.float32
@@ -713,7 +713,8 @@ def generate_benchmark(
     image. A ``synthetic.json`` beside the subsets records the parameters. Files are
     written atomically. A subset folder that already holds files is an error unless
     ``overwrite``, which first deletes the images a previous run wrote there (files named
-    like ``00012.png``/``.jpg``; anything else makes it refuse), so no stale image survives.
+    like ``00012.png``/``.jpg``, and ``.00012.png.tmp`` left by an interrupted write;
+    anything else makes it refuse), so no stale image survives.
     """
     names = list(GENERATORS) if generators is None else list(generators)
     unknown = [g for g in names if g not in GENERATORS]

@@ -10,15 +10,17 @@ Architecture (official code, a copy inside the AIGIBench repository)::
 The truncated ResNet-50 is NPR's classifier, without the NPR residual. ``fft_scale`` is a
 learnable scalar initialised to 0, so at initialisation the network is exactly the
 wavelet branch followed by the ResNet. The attention blocks work on the 3 colour channels
-(``dim = 3``, one head, no qkv bias). The parameter count does not depend on the input size (the window
-attention's gates depend on the window, not on the image) -- 1,437,761 in the ResNet
-(exactly NPR's count) and 4,681 in the frequency block: 1,442,442 in all.
+(``dim = 3``, one head, no qkv bias). The parameter count does not depend on the input
+size (the attention gates depend on the window, not on the image): 1,437,761 in the
+ResNet (exactly NPR's count) and 4,681 in the frequency block, 1,442,442 in all.
 
 Recipe (official): Adam lr 1e-4, batch 128, lr × 0.9 every 10 epochs; Resize(256) →
 RandomCrop(224) → flip; ImageNet normalisation; validation Resize(256) → CenterCrop(224).
 Project choices: the official loader resizes to exactly 256 × 256, here the shorter side
 goes to 256 (identical for square images); AIGIBench's test script feeds the 256 × 256
-resized image without a crop, which a protocol can request with ``preprocess.test``.
+resized image without a crop (``preprocess.test=resize`` with ``preprocess.size=256``);
+the official loop decays the rate after 0-based epochs 10, 20, ... (i.e. after 11, 21,
+... epochs), the recipe's step schedule every 10 epochs.
 
 Official checkpoints load after :func:`convert_official_state_dict` (renames, and drops the
 ``pytorch_wavelets`` filter buffers, which this implementation does not need).
@@ -50,7 +52,7 @@ class DFFreqConfig(DetectorConfig):
     width: int = Field(64, ge=1, description="stem width of the truncated ResNet (64)")
     num_heads: int = Field(1, ge=1, description="attention heads over the 3 colour channels (official: 1)")
     qkv_bias: bool = Field(False, description="bias in the qkv convolutions (official: False)")
-    dwt_window: int = Field(4, ge=1, description="window of the wavelet attention: 4 = one 2x2 block of all 4 sub-bands")
+    dwt_window: int = Field(4, ge=1, description="wavelet attention window: 4 = one 2x2 block of all 4 sub-bands")
     fft_window: int = Field(8, ge=1, description="window of the phase attention (official: 8)")
     fft_weight: float = Field(0.2, description="weight of the FFT branch in the fusion x_idwt + w * x_fft")
     fft_scale_init: float = Field(0.0, description="initial value of the learnable FFT scale (official: 0)")
