@@ -47,8 +47,41 @@ def test_local_folder_loads_both_towers(tmp_path):
 
     shutil.rmtree(tmp_path / "clip")
     again = aigi.load_detector(tmp_path / "saved")
+    # the weights are the same bytes: identical where the maths is identical
+    mine, theirs = det.state_dict(), again.state_dict()
+    assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
+    # the logits may differ in the last bits: transformers may pick another attention kernel
+    # (eager vs SDPA) for a model built from a config than for one loaded from a folder, and
+    # their float32 sums round differently (7e-9 seen); 1e-6 is far below any decision
     x = torch.rand(1, 3, 32, 32)
-    assert torch.equal(again.eval()(x), det.eval()(x))
+    torch.testing.assert_close(again.eval()(x), det.eval()(x), rtol=0, atol=1e-6)
+
+
+def test_clip_load_is_quiet_about_the_other_tower_and_loud_about_missing_keys(tmp_path, capfd):
+    from safetensors.torch import load_file, save_file
+    from transformers import CLIPConfig, CLIPModel
+
+    from aigi.backbones.clip import PRESETS, BackboneLoadError, load_clip_text
+
+    vision, text = PRESETS["tiny"]
+    CLIPModel(CLIPConfig(vision_config=vision, text_config=text, projection_dim=8)).save_pretrained(tmp_path / "c")
+    capfd.readouterr()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the text tower's keys are expected: no warning either
+        load_clip_vision(ClipBackboneConfig(source=str(tmp_path / "c")))
+        load_clip_text(ClipBackboneConfig(source=str(tmp_path / "c")))
+    captured = capfd.readouterr()
+    assert "LOAD REPORT" not in captured.out + captured.err
+    # a vision weight missing from the folder would stay random: that is an error naming it
+    weights = tmp_path / "c" / "model.safetensors"
+    sd = load_file(weights)
+    gone = next(k for k in sd if k.startswith("vision_model.encoder.layers.0.self_attn.q_proj.weight"))
+    del sd[gone]
+    save_file(sd, weights, metadata={"format": "pt"})
+    with pytest.raises(BackboneLoadError, match="missing: vision_model.encoder.layers.0.self_attn.q_proj.weight"):
+        load_clip_vision(ClipBackboneConfig(source=str(tmp_path / "c")))
 
 
 def test_text_encoder_on_preset():

@@ -137,10 +137,7 @@ def load_clip_vision(spec: ClipBackboneConfig, *, pretrained: bool = True, verif
             arch = _remote_config(spec, "vision")
         model = _seeded(lambda: CLIPVisionModelWithProjection(CLIPVisionConfig(**arch)))
     else:
-        try:
-            model = CLIPVisionModelWithProjection.from_pretrained(spec.source, revision=spec.revision)
-        except OSError as err:
-            raise _unavailable(spec.source, err) from None
+        model = _from_pretrained(CLIPVisionModelWithProjection, spec, "vision")
     spec.vision = _pick(model.config, _VISION_KEYS)
     if pretrained:
         _check_hash(spec, model, verify)
@@ -157,11 +154,53 @@ def load_clip_text(spec: ClipBackboneConfig, *, pretrained: bool = True) -> nn.M
             arch = _remote_config(spec, "text")
         model = _seeded(lambda: CLIPTextModelWithProjection(CLIPTextConfig(**arch)))
     else:
-        try:
-            model = CLIPTextModelWithProjection.from_pretrained(spec.source, revision=spec.revision)
-        except OSError as err:
-            raise _unavailable(spec.source, err) from None
+        model = _from_pretrained(CLIPTextModelWithProjection, spec, "text")
     spec.text = _pick(model.config, _TEXT_KEYS)
+    return model
+
+
+#: checkpoint keys a tower may leave unused: the other tower's weights and CLIP's shared scale
+_OTHER_TOWER = {"vision": ("text_model.", "text_projection.", "logit_scale"),
+                "text": ("vision_model.", "visual_projection.", "logit_scale")}
+
+
+class BackboneLoadError(ValueError):
+    """A CLIP checkpoint lacks weights the tower needs, or holds them with other shapes."""
+
+
+def _from_pretrained(cls, spec: ClipBackboneConfig, kind: Literal["vision", "text"]) -> nn.Module:
+    """``cls.from_pretrained`` without transformers' load report for the other tower's keys.
+
+    A full CLIP folder holds both towers, so loading one leaves the other's keys unused: that
+    is expected and loaded quietly. A key the tower needs but the folder lacks (it would be
+    left at random initialisation) or a shape mismatch is an error naming the keys.
+    """
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        model, info = cls.from_pretrained(spec.source, revision=spec.revision, output_loading_info=True)
+    except OSError as err:
+        raise _unavailable(spec.source, err) from None
+    except RuntimeError as err:  # transformers raises on size mismatches
+        raise BackboneLoadError(f"the CLIP checkpoint at {spec.source!r} does not fit a {kind} tower: {err}") from None
+    finally:
+        hf_logging.set_verbosity(level)
+    missing = sorted(info.get("missing_keys") or [])
+    unexpected = sorted(k for k in info.get("unexpected_keys") or [] if not k.startswith(_OTHER_TOWER[kind]))
+    mismatched = sorted(str(k) for k in info.get("mismatched_keys") or [])
+    if missing or mismatched:
+        raise BackboneLoadError(
+            f"the CLIP checkpoint at {spec.source!r} does not fit a {kind} tower: "
+            + "; ".join(f"{what}: {', '.join(keys[:8])}{' …' if len(keys) > 8 else ''}"
+                        for what, keys in (("missing", missing), ("wrong shape", mismatched)) if keys)
+        )
+    if unexpected:
+        import warnings
+
+        warnings.warn(f"{spec.source!r}: {len(unexpected)} weights not used by the CLIP {kind} tower "
+                      f"({', '.join(unexpected[:5])}{' …' if len(unexpected) > 5 else ''})", stacklevel=3)
     return model
 
 
