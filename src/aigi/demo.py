@@ -7,7 +7,7 @@ What it does, on the built-in synthetic benchmark (:mod:`aigi.data.synthetic`):
    test set from all six;
 2. trains the from-scratch detectors -- NPR, DFFreq and CNNSpot (no ImageNet weights) --
    at CPU sizes (thousands to a hundred thousand parameters, 32-pixel crops of 64-pixel images);
-3. runs AIGIBench's four tasks through :func:`aigi.evaluate.bench.run_protocol`:
+3. runs AIGIBench's four tasks through :func:`aigi.benchmark.run.run_protocol`:
    generalisation to every generator, robustness to JPEG / blur / noise / resizing / a
    social-media chain, NPR retrained with each training augmentation, and the test-time
    preprocessing swapped;
@@ -194,9 +194,9 @@ def run_demo(output: Path, *, quick: bool = False, console: Console | None = Non
     """Generate, train, benchmark, report, and score one image; returns the BenchResult."""
     import torch
 
-    from .evaluate.bench import run_protocol
-    from .evaluate.protocol import protocol_from_dict
-    from .evaluate.report import leaderboard_table
+    from .benchmark.run import run_protocol
+    from .benchmark.protocol import protocol_from_dict
+    from .benchmark.report import leaderboard_table
     from .evaluate.runner import detect
 
     console = console or Console(stderr=True)

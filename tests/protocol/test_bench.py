@@ -20,9 +20,9 @@ from typer.testing import CliRunner
 
 import aigi
 from aigi.detectors import detector_class
-from aigi.evaluate.bench import run_protocol
-from aigi.evaluate.protocol import protocol_from_dict
-from aigi.evaluate.store import ResultStore
+from aigi.benchmark.run import run_protocol
+from aigi.benchmark.protocol import protocol_from_dict
+from aigi.benchmark.store import ResultStore
 
 
 def _images(root: Path, subsets=("ga", "gb"), n: int = 10, size: int = 40, seed: int = 0) -> Path:
@@ -138,8 +138,8 @@ def test_run_scores_everything_once_and_matches_eval(world, tmp_path):
 _KILLED = textwrap.dedent(
     """
     import json, sys, time
-    from aigi.evaluate.bench import run_protocol
-    from aigi.evaluate.protocol import protocol_from_dict
+    from aigi.benchmark.run import run_protocol
+    from aigi.benchmark.protocol import protocol_from_dict
     proto = protocol_from_dict(json.loads(sys.argv[1]))
     run_protocol(proto, sys.argv[2], report=False, on_batch=lambda: time.sleep(0.15))
     """
@@ -264,7 +264,7 @@ def test_report_says_when_scores_come_from_another_protocol(world, tmp_path):
     with ResultStore(res.store) as store:
         assert {r["protocol_hash"] for r in store.runs()} == {first.digest(), second.digest()}
     # either protocol's report can be rendered from the same store
-    from aigi.evaluate.report import collect
+    from aigi.benchmark.report import collect
 
     with ResultStore(res.store) as store:
         old = collect(store, first.digest())

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from aigi.demo import SIZES, demo_protocol
-from aigi.evaluate.protocol import protocol_from_dict
+from aigi.benchmark.protocol import protocol_from_dict
 
 
 @pytest.mark.slow
@@ -59,7 +59,7 @@ def test_demo_protocol_with_and_without_backbone(tmp_path):
 
 def test_builtin_protocol_file_is_the_full_demo():
     repo = Path(__file__).resolve().parents[2]
-    from aigi.evaluate.protocol import load_protocol
+    from aigi.benchmark.protocol import load_protocol
 
     shipped = load_protocol(repo / "configs" / "protocols" / "builtin.yaml")
     demo = protocol_from_dict(demo_protocol(repo / "runs" / "demo"))

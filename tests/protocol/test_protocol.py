@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from aigi.data.transforms import AugmentConfig
-from aigi.evaluate.bench import condition_name, planned_conditions
-from aigi.evaluate.protocol import ProtocolError, augmentation_overrides, load_protocol, protocol_from_dict
+from aigi.benchmark.run import condition_name, planned_conditions
+from aigi.benchmark.protocol import ProtocolError, augmentation_overrides, load_protocol, protocol_from_dict
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -146,7 +146,7 @@ def test_shipped_protocols_validate(path):
 
 
 def test_training_data_and_recipe_overrides_reach_every_recipe(tmp_path, monkeypatch):
-    from aigi.evaluate.bench import _recipe_config
+    from aigi.benchmark.run import _recipe_config
 
     recipe = tmp_path / "r.yaml"
     recipe.write_text(yaml.safe_dump({"detector": "npr", "data": {"train": "elsewhere", "layout": "auto"},

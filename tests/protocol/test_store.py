@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from aigi.evaluate.store import ResultStore, ScoreRow, file_sha256, weights_sha256
+from aigi.benchmark.store import ResultStore, ScoreRow, file_sha256, weights_sha256
 
 
 def _rows(prefix: str, n: int, weights: str = "w1", condition: str = "clean") -> list[ScoreRow]:
@@ -108,7 +108,7 @@ _WRITER = textwrap.dedent(
 
 
 def test_two_processes_write_at_once(tmp_path):
-    import aigi.evaluate.store as store_module
+    import aigi.benchmark.store as store_module
 
     ResultStore(tmp_path).close()  # create the schema first, as `aigi bench` does
     procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path), tag, store_module.__file__],

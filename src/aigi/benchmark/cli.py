@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run a benchmark protocol: train what is missing, score what is not stored, write the report."""
         from ..cli import console, out
-        from .bench import run_protocol
+        from .run import run_protocol
         from .protocol import ProtocolError, load_protocol
 
         try:

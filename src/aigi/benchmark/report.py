@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from .bench import CLEAN, condition_name, planned_conditions
-from .calibration import accuracy_at, bootstrap_intervals, expected_calibration_error, threshold_at_fpr
-from .metrics import binary_metrics, mean_metrics
+from .run import CLEAN, condition_name, planned_conditions
+from ..evaluate.calibration import accuracy_at, bootstrap_intervals, expected_calibration_error, threshold_at_fpr
+from ..evaluate.metrics import binary_metrics, mean_metrics
 from .store import STORE_NAME, ResultStore
 
 __all__ = ["Results", "build_report", "collect", "leaderboard", "leaderboard_table", "render_report"]

@@ -12,7 +12,7 @@
    images of a pair are cut into fixed batches in a fixed order and each batch is
    committed on its own, so an interrupted run resumes where it stopped and computes
    exactly the batches an uninterrupted run would have;
-4. renders ``report.md`` / ``report.html`` from the store (:mod:`aigi.evaluate.report`).
+4. renders ``report.md`` / ``report.html`` from the store (:mod:`aigi.benchmark.report`).
 
 Conditions (the third part of a result's key) are canonical strings:
 ``clean`` (the detector's own preprocessing, undegraded images), a degradation spec such

@@ -15,7 +15,7 @@ Hashes: the image hash is ``sha256`` of the file's bytes (:func:`file_sha256`); 
 detector weights hash is ``sha256`` over ``model.safetensors`` then ``config.json`` of the
 model folder (:func:`weights_sha256`), so a changed threshold or preprocessing in the
 config is a different detector. A *condition* is a canonical string such as ``clean``,
-``jpeg:75`` or ``clean|pre=resize`` (see :mod:`aigi.evaluate.bench`); the full
+``jpeg:75`` or ``clean|pre=resize`` (see :mod:`aigi.benchmark.run`); the full
 preprocessing it used is recorded in the ``conditions`` table.
 
 Tables: ``scores`` (the results), ``samples`` (which images, labels and subsets a

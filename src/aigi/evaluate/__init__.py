@@ -1,4 +1,4 @@
-"""Evaluation: metrics, scoring runs, and (later) the benchmark protocol and reports."""
+"""Evaluation: metrics, calibration and the scoring runs of `eval` and `detect`."""
 
 from .metrics import METRIC_NAMES, binary_metrics, evaluate_scores, mean_metrics
 from .runner import EXIT_SOME_SKIPPED, detect, evaluate, score_samples

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import torch
-from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
 from ..data.dataset import ImageDataset, collate, draft_size_for
@@ -30,6 +29,7 @@ from ..data.io import sniff_is_image
 from ..data.layouts import Sample, load_samples
 from ..data.transforms import PreprocessConfig, build_transform
 from ..detectors.base import Detector, load_detector
+from ..inference.fast import INFERENCE_DTYPES, inference_forward, is_convolutional  # noqa: F401 (re-exported)
 from .metrics import evaluate_scores
 
 #: extensions taken from a folder without sniffing; other files are sniffed by content
@@ -42,8 +42,6 @@ EXIT_SOME_SKIPPED = 3
 CALIBRATION_NAME = "calibration.json"
 #: columns of ``aigi detect`` output files
 DETECT_FIELDS = ("path", "p_fake", "verdict")
-#: compute dtypes of inference: float32, or bfloat16 autocast
-INFERENCE_DTYPES = ("float32", "bfloat16")
 
 
 @dataclass
@@ -55,54 +53,6 @@ class Scores:
     errors: list[tuple[str, str]] = field(default_factory=list)
     #: position of each scored sample in the list given to :func:`score_samples`
     indices: list[int] = field(default_factory=list)
-
-
-def is_convolutional(module: nn.Module) -> bool:
-    """True when ``module`` has a convolution other than a ViT patch embedding (kernel == stride > 1)."""
-    return any(
-        isinstance(m, nn.Conv2d) and not (m.kernel_size == m.stride and max(m.kernel_size) > 1)
-        for m in module.modules()
-    )
-
-
-def inference_forward(
-    detector: Detector,
-    *,
-    device: str | torch.device = "cpu",
-    dtype: str = "float32",
-    channels_last: bool | None = None,
-    compile: bool | str = False,
-) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The batch -> logits function scoring runs, with the speed options applied.
-
-    Moves the detector to ``device`` in eval mode; ``channels_last`` (None: only for
-    convolutional networks, where it measured faster) converts weights and inputs to NHWC;
-    ``dtype="bfloat16"`` runs under autocast and returns float32 logits; ``compile`` wraps
-    the detector in ``torch.compile`` (the first batch of each shape pays the compilation;
-    a string names the backend, e.g. ``"eager"`` to check tracing without code generation).
-    Call it under ``torch.inference_mode()``.
-    """
-    if dtype not in INFERENCE_DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(INFERENCE_DTYPES)}, got {dtype!r}")
-    device = torch.device(device)
-    detector = detector.to(device)
-    detector.eval()
-    nhwc = is_convolutional(detector) if channels_last is None else bool(channels_last)
-    if nhwc:
-        detector = detector.to(memory_format=torch.channels_last)
-    module: Callable[[torch.Tensor], torch.Tensor] = detector
-    if compile:
-        module = torch.compile(detector, backend=compile) if isinstance(compile, str) else torch.compile(detector)
-    fmt = torch.channels_last if nhwc else torch.contiguous_format
-
-    def forward(pixels: torch.Tensor) -> torch.Tensor:
-        pixels = pixels.to(device, non_blocking=True).contiguous(memory_format=fmt)
-        if dtype == "bfloat16":
-            with torch.autocast(device.type, dtype=torch.bfloat16):
-                return module(pixels).float()
-        return module(pixels)
-
-    return forward
 
 
 class ShardBatchSampler(Sampler[list[int]]):
