@@ -7,7 +7,6 @@ import aigi
 from aigi.backbones.clip import (
     BackboneUnavailable,
     ClipBackboneConfig,
-    ClipTextEncoder,
     load_clip_vision,
     state_sha256,
 )
@@ -82,14 +81,6 @@ def test_clip_load_is_quiet_about_the_other_tower_and_loud_about_missing_keys(tm
     save_file(sd, weights, metadata={"format": "pt"})
     with pytest.raises(BackboneLoadError, match="missing: vision_model.encoder.layers.0.self_attn.q_proj.weight"):
         load_clip_vision(ClipBackboneConfig(source=str(tmp_path / "c")))
-
-
-def test_text_encoder_on_preset():
-    enc = ClipTextEncoder(ClipBackboneConfig(source="tiny"))
-    out = enc.encode(["a photo of a cat", "an image"])
-    assert out.shape == (2, enc.dim)
-    assert not torch.allclose(out[0], out[1])
-    assert not any(p.requires_grad for p in enc.parameters())
 
 
 def test_univfd_adapter_only_checkpoint_and_hash_check(tmp_path):

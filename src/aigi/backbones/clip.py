@@ -260,23 +260,3 @@ def load_tokenizer(spec: ClipBackboneConfig):
     except OSError as err:
         raise _unavailable(spec.source, err) from None
     return lambda texts: dict(tok(texts, padding="max_length", truncation=True, max_length=77, return_tensors="pt"))
-
-
-class ClipTextEncoder(nn.Module):
-    """Frozen CLIP text tower + tokenizer: ``encode(list[str]) -> (N, projection_dim)``."""
-
-    def __init__(self, spec: ClipBackboneConfig, *, pretrained: bool = True) -> None:
-        super().__init__()
-        self.model = load_clip_text(spec, pretrained=pretrained)
-        self.tokenizer = load_tokenizer(spec)
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-
-    @property
-    def dim(self) -> int:
-        return self.model.config.projection_dim
-
-    def encode(self, texts: list[str]) -> torch.Tensor:
-        device = next(self.model.parameters()).device
-        tokens = {k: v.to(device) for k, v in self.tokenizer(list(texts)).items()}
-        return self.model(**tokens).text_embeds
