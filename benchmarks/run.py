@@ -464,6 +464,9 @@ def markdown(res: dict[str, Any]) -> str:
              f"(total {meta.get('wall_s', '?')} s). Load average before/after: "
              f"{meta.get('load_before')} → {meta.get('load_after')} "
              "(the machine is shared; see the JSON for each measurement's load).", ""]
+    for u in meta.get("updates", []):
+        parts += [f"Merged in later: `{' '.join(u.get('argv', []))}` at {u.get('finished', '?')} "
+                  f"({u.get('wall_s', '?')} s, load {u.get('load_before')} → {u.get('load_after')}).", ""]
     if mach:
         parts += ["## Machine", "", f"{mach.get('cpu')}, {mach.get('logical_cores')} logical cores, "
                   f"torch {mach.get('torch')} ({mach.get('torch_threads')} threads, {mach.get('cpu_capability')}).", "",
@@ -583,9 +586,15 @@ def main(argv: list[str] | None = None) -> int:
     def progress(msg: str) -> None:
         print(f"[{time.perf_counter() - t0:6.0f} s] {msg}", file=sys.stderr, flush=True)
 
+    merging = bool(res)
     meta = res.setdefault("meta", {})
-    meta.update(quick=args.quick, started=time.strftime("%Y-%m-%d %H:%M:%S"), load_before=U.loadavg(),
-                argv=sys.argv[1:], registered_detectors=known)
+    # a merged (--only) run is logged under "updates"; the full run's own fields stay
+    this = {"quick": args.quick, "started": time.strftime("%Y-%m-%d %H:%M:%S"), "load_before": U.loadavg(),
+            "argv": sys.argv[1:], "registered_detectors": known}
+    if merging:
+        meta.setdefault("updates", []).append(this)
+    else:
+        meta.update(this)
     timings = meta.setdefault("section_wall_s", {})
     if "machine" in sections or ("models" in sections and "machine" not in res):
         s = time.perf_counter()
@@ -619,8 +628,10 @@ def main(argv: list[str] | None = None) -> int:
         timings["compile"] = round(time.perf_counter() - s, 1)
     add_fractions(res)
     res["goals"] = goals(res)
-    meta.update(finished=time.strftime("%Y-%m-%d %H:%M:%S"), load_after=U.loadavg(),
-                wall_s=round(time.perf_counter() - t0, 1),
+    (meta["updates"][-1] if merging else meta).update(
+        finished=time.strftime("%Y-%m-%d %H:%M:%S"), load_after=U.loadavg(), wall_s=round(time.perf_counter() - t0, 1),
+        sections=sorted(sections))
+    meta.update(
                 iterations="batch 1: 1 warm-up + 3 timed calls; batch 32: 1 warm-up (the FLOP-counted call) "
                            f"+ 2 timed calls (1 for detectors outside {', '.join(REFERENCE)} whose warm-up "
                            f"took over {SLOW_CALL_S:.0f} s); the median call is reported; each run records "
