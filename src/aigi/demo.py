@@ -161,7 +161,7 @@ def ensure_data(root: Path, *, quick: bool = False, console: Console | None = No
 
     Returns whether anything was (re)generated. Data lives in ``<root>/data/{full,quick}/{train,test}``.
     """
-    from .data.synthetic import MANIFEST, generate_benchmark
+    from .data.synthetic import MANIFEST, generate_benchmark, generator_fingerprint
 
     mode = "quick" if quick else "full"
     size = SIZES[mode]
@@ -175,11 +175,9 @@ def ensure_data(root: Path, *, quick: bool = False, console: Console | None = No
         folder = data / split
         meta_path = folder / MANIFEST
         if meta_path.is_file():
+            # the same generator code, settings and libraries, or the data is made again
             meta = json.loads(meta_path.read_text())
-            gens = kw["generators"]
-            same = (meta.get("seed"), meta.get("size"), meta.get("per_class")) == (kw["seed"], kw["size"],
-                                                                                   kw["per_class"])
-            if same and (gens is None or sorted(meta.get("generators", {})) == sorted(gens)):
+            if meta.get("generator_sha256") == generator_fingerprint(**kw):
                 continue
         if console is not None:
             console.print(f"generating the {split} set ({kw['per_class']} images per class and generator, "
