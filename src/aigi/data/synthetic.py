@@ -63,6 +63,7 @@ __all__ = [
     "describe_generators",
     "encode",
     "generate_benchmark",
+    "generator_fingerprint",
     "image_rng",
     "image_statistics",
     "make_image",
@@ -694,6 +695,32 @@ def _write_one(task: tuple[str, str, int, int, int, int]) -> str:
     return str(path)
 
 
+def _libraries() -> dict[str, str]:
+    """Versions of everything whose arithmetic or encoders shape the files' bytes."""
+    import PIL
+    import scipy
+    from PIL import features
+
+    return {"numpy": np.__version__, "scipy": scipy.__version__, "pillow": PIL.__version__,
+            "libjpeg": str(features.version("jpg")), "zlib": str(features.version("zlib"))}
+
+
+def generator_fingerprint(*, per_class: int, size: int, generators: Sequence[str] | None, seed: int) -> str:
+    """sha256 of this module's source, the settings and the libraries that make the bytes.
+
+    Stored in ``synthetic.json`` as ``generator_sha256``: data written by other generator
+    code, other settings or another numpy/scipy/Pillow/libjpeg is visibly different, and a
+    cache (the demo's) regenerates it instead of reusing it.
+    """
+    import hashlib
+
+    names = sorted(GENERATORS if generators is None else generators)
+    settings = {"per_class": per_class, "size": size, "generators": names, "seed": seed, "libraries": _libraries()}
+    h = hashlib.sha256(Path(__file__).read_bytes())
+    h.update(json.dumps(settings, sort_keys=True).encode())
+    return h.hexdigest()
+
+
 def generate_benchmark(
     out: Path,
     *,
@@ -765,7 +792,8 @@ def generate_benchmark(
                     progress(done, total)
     meta = {"format": "aigi-synthetic", "version": 1, "seed": seed, "size": size, "per_class": per_class,
             "generators": {g: describe_generators()[g] for g in names}, "jpeg_share": JPEG_SHARE,
-            "jpeg_qualities": list(JPEG_QUALITIES)}
+            "jpeg_qualities": list(JPEG_QUALITIES), "libraries": _libraries(),
+            "generator_sha256": generator_fingerprint(per_class=per_class, size=size, generators=names, seed=seed)}
     (out / MANIFEST).write_text(json.dumps(meta, indent=2) + "\n")
     return out
 
