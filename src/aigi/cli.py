@@ -30,10 +30,12 @@ def _fail(err: Exception) -> None:
 def list_cmd() -> None:
     """List registered detectors, one line each."""
     from .detectors import list_detectors
+    from .detectors.registry import detector_tasks
 
-    table = Table("name", "summary", box=None)
+    tasks = detector_tasks()
+    table = Table("name", "task", "summary", box=None)
     for name, summary in list_detectors().items():
-        table.add_row(name, summary)
+        table.add_row(name, ", ".join(tasks[name]), summary)
     out.print(table)
 
 

@@ -47,7 +47,7 @@ from ..layers.hsic import hsic
 from ..layers.lora import LoRAConfig
 from ._clip_family import ClipFamilyDetector
 from .clip_base import ClipDetectorConfig
-from .registry import register
+from .registry import AIGI, register
 
 
 class CausalCLIPConfig(ClipDetectorConfig):
@@ -61,7 +61,7 @@ class CausalCLIPConfig(ClipDetectorConfig):
     lora: LoRAConfig = Field(default_factory=lambda: LoRAConfig(rank=0))
 
 
-@register("causalclip")
+@register("causalclip", task=AIGI)
 class CausalCLIP(ClipFamilyDetector):
     """CausalCLIP: Gumbel-Softmax mask splits CLIP features; HSIC makes causal ⟂ non-causal."""
 

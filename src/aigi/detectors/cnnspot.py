@@ -11,7 +11,7 @@ from torch import nn
 from ..backbones.resnet import ResNet, load_imagenet_weights
 from ..data.transforms import PreprocessConfig
 from .base import Detector, DetectorConfig
-from .registry import register
+from .registry import AIGI, register
 
 
 def _cnnspot_preprocess() -> PreprocessConfig:
@@ -30,7 +30,7 @@ class CNNSpotConfig(DetectorConfig):
     )
 
 
-@register("cnnspot")
+@register("cnnspot", task=AIGI)
 class CNNSpot(Detector):
     """CNNSpot: ResNet-50 (ImageNet init), last layer Linear(2048, 1) initialised N(0, 0.02)."""
 

@@ -37,7 +37,7 @@ from ..backbones.resnet import ResNet
 from ..data.transforms import PreprocessConfig
 from ..layers.frequency import DualFrequencyBlock
 from .base import Detector, DetectorConfig
-from .registry import register
+from .registry import AIGI, register
 
 
 def _dffreq_preprocess() -> PreprocessConfig:
@@ -58,7 +58,7 @@ class DFFreqConfig(DetectorConfig):
     fft_scale_init: float = Field(0.0, description="initial value of the learnable FFT scale (official: 0)")
 
 
-@register("dffreq")
+@register("dffreq", task=AIGI)
 class DFFreq(Detector):
     """DFFreq: Haar-wavelet and FFT-phase window attention before a truncated ResNet-50 (~1.44 M params)."""
 

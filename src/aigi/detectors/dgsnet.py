@@ -67,7 +67,7 @@ from ._clip_family import ClipFamilyDetector
 from .base import WEIGHTS_NAME, CheckpointError, DetectorConfig, read_config
 from .clip_base import ClipDetectorConfig
 from .nsnet import patch_selection_preprocess
-from .registry import register
+from .registry import AIGI, register
 
 log = logging.getLogger("aigi")
 
@@ -97,7 +97,7 @@ def harmful_direction(g_text: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return r / (r.norm(dim=-1, keepdim=True) + eps)
 
 
-@register("dgsnet")
+@register("dgsnet", task=AIGI)
 class DGSNet(ClipFamilyDetector):
     """DGS-Net: LoRA CLIP student, frozen teacher distillation + text-gradient surgery (2 stages)."""
 

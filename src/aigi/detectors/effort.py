@@ -43,7 +43,7 @@ from ..layers.svd_residual import (
 )
 from .base import CheckpointError, Detector, DetectorConfig
 from .clip_base import ClipDetector, ClipDetectorConfig
-from .registry import register
+from .registry import AIGI, FACE_FORGERY, register
 
 
 def effort_preprocess() -> PreprocessConfig:
@@ -89,7 +89,7 @@ class EffortConfig(ClipDetectorConfig):
         return v
 
 
-@register("effort")
+@register("effort", task=(AIGI, FACE_FORGERY))
 class Effort(ClipDetector):
     """Effort: frozen top-r SVD of CLIP ViT-L/14 attention weights, trainable residual (0.19 M)."""
 

@@ -50,7 +50,7 @@ from pydantic import Field, model_validator
 from ..layers.svd_residual import SVDResidualLinear
 from .base import DetectorConfig
 from .effort import Effort, EffortConfig
-from .registry import register
+from .registry import FACE_FORGERY, register
 
 __all__ = ["MASM", "MASMConfig", "MultiSubspaceResidualLinear", "subspace_mask"]
 
@@ -187,7 +187,7 @@ class MASMConfig(EffortConfig):
         return self
 
 
-@register("masm")
+@register("masm", task=FACE_FORGERY)
 class MASM(Effort):
     """MASM: Effort's residual split into K artifact subspaces with a gradient-driven layer mask."""
 

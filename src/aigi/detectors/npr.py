@@ -16,7 +16,7 @@ from pydantic import Field
 from ..backbones.resnet import ResNet
 from ..data.transforms import PreprocessConfig
 from .base import Detector, DetectorConfig
-from .registry import register
+from .registry import AIGI, register
 
 
 def npr_residual(x: torch.Tensor) -> torch.Tensor:
@@ -39,7 +39,7 @@ class NPRConfig(DetectorConfig):
     width: int = 64
 
 
-@register("npr")
+@register("npr", task=AIGI)
 class NPR(Detector):
     """NPR: nearest-neighbour up-sampling residual into a truncated ResNet-50 (~1.44 M params)."""
 

@@ -51,7 +51,7 @@ from ..layers.nullspace import SemanticNullSpace, semantic_projector
 from ..layers.supcon import supcon_loss
 from ._clip_family import ClipFamilyDetector
 from .clip_base import ClipDetectorConfig
-from .registry import register
+from .registry import AIGI, register
 
 
 def patch_selection_preprocess() -> PreprocessConfig:
@@ -73,7 +73,7 @@ class NSNetConfig(ClipDetectorConfig):
     caption_fallback: str = Field(DEFAULT_FALLBACK, description="prompt for images without a caption")
 
 
-@register("nsnet")
+@register("nsnet", task=AIGI)
 class NSNet(ClipFamilyDetector):
     """NS-Net: CLIP features projected off the caption (text) subspace; SupCon + BCE, LoRA."""
 

@@ -52,7 +52,7 @@ from ..layers.captions import TextTower
 from ..layers.lora import LoRAConfig
 from ._clip_family import ClipFamilyDetector
 from .clip_base import ClipDetectorConfig
-from .registry import register
+from .registry import AIGI, register
 
 _SIGMA_FLOOR = 1e-6
 
@@ -110,7 +110,7 @@ class NoiseGenerator(nn.Module):
         return self.fc_mu(a), self.fc_sigma(a).abs()
 
 
-@register("pinclip")
+@register("pinclip", task=AIGI)
 class PiNCLIP(ClipFamilyDetector):
     """PiN-CLIP: learned positive-incentive feature noise (cross-attention to class prompts), LoRA CLIP."""
 

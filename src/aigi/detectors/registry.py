@@ -1,27 +1,46 @@
 """Name → detector class map, filled by the ``@register`` decorator in each method's module.
 
 One name builds a detector (the timm habit): ``create_detector("effort", backbone="tiny")``.
+Each registration also names the task its paper targets (:data:`TASKS`): AI-generated images
+(whole-image synthesis) or face forgery (deepfake face swaps and reenactment, evaluated on face
+crops); ``aigi list`` shows it, because a face-forgery method's published numbers say nothing
+about whole-image generators and the other way round.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Final, TypeVar
 
 if TYPE_CHECKING:
     from .base import Detector
 
+#: the tasks a detector's paper can target
+AIGI: Final[str] = "AI-generated images"
+FACE_FORGERY: Final[str] = "face forgery"
+TASKS: Final[tuple[str, ...]] = (AIGI, FACE_FORGERY)
+
 _REGISTRY: dict[str, type["Detector"]] = {}
+_TASKS: dict[str, tuple[str, ...]] = {}
 D = TypeVar("D", bound="type[Detector]")
 
 
-def register(name: str) -> Callable[[D], D]:
-    """Class decorator: make a Detector subclass buildable by ``name``."""
+def register(name: str, *, task: str | tuple[str, ...] = AIGI) -> Callable[[D], D]:
+    """Class decorator: make a Detector subclass buildable by ``name``.
+
+    ``task`` is what the method's paper targets, one of :data:`TASKS` or a tuple of them (a
+    paper that evaluates on both).
+    """
+    tasks = (task,) if isinstance(task, str) else tuple(task)
+    bad = [t for t in tasks if t not in TASKS]
+    if not tasks or bad:
+        raise ValueError(f"detector {name!r}: task must be one or more of {TASKS}, got {task!r}")
 
     def wrap(cls: D) -> D:
         if name in _REGISTRY and _REGISTRY[name] is not cls:
             raise ValueError(f"detector name {name!r} is registered twice")
         cls.method = name
         _REGISTRY[name] = cls
+        _TASKS[name] = tasks
         return cls
 
     return wrap
@@ -50,6 +69,12 @@ def list_detectors() -> dict[str, str]:
         doc = (_REGISTRY[name].__doc__ or "").strip().splitlines()
         out[name] = doc[0] if doc else ""
     return out
+
+
+def detector_tasks() -> dict[str, tuple[str, ...]]:
+    """Registered names with the task(s) their papers target (see :data:`TASKS`)."""
+    _ensure_loaded()
+    return {name: _TASKS[name] for name in sorted(_REGISTRY)}
 
 
 def create_detector(name: str, **overrides: Any) -> "Detector":

@@ -32,7 +32,7 @@ from torch.nn.utils import parametrizations
 
 from .base import DetectorConfig
 from .clip_base import ClipDetector, ClipDetectorConfig
-from .registry import register
+from .registry import FACE_FORGERY, register
 
 __all__ = ["SeLop", "SeLopConfig", "SpuriousSubspace", "pca_basis"]
 
@@ -97,7 +97,7 @@ class SeLopConfig(ClipDetectorConfig):
     seed: int = Field(0, description="seed of the random basis / random PCA completion")
 
 
-@register("selop")
+@register("selop", task=FACE_FORGERY)
 class SeLop(ClipDetector):
     """SeLop: frozen CLIP features minus a learned orthonormal spurious subspace, MLP head (~0.41 M)."""
 

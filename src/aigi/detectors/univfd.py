@@ -6,14 +6,14 @@ import torch
 from torch import nn
 
 from .clip_base import ClipDetector, ClipDetectorConfig
-from .registry import register
+from .registry import AIGI, register
 
 
 class UnivFDConfig(ClipDetectorConfig):
     pass
 
 
-@register("univfd")
+@register("univfd", task=AIGI)
 class UnivFD(ClipDetector):
     """UnivFD: frozen CLIP ViT-L/14, Linear(768, 1) on the projected embedding (769 trainable)."""
 
