@@ -14,8 +14,8 @@ from torch import nn
 
 from ..detectors.base import Detector
 
-#: compute dtypes of inference: float32, or bfloat16 autocast
-INFERENCE_DTYPES = ("float32", "bfloat16")
+#: compute dtypes of inference: float32, or bfloat16 / float16 autocast
+INFERENCE_DTYPES = ("float32", "bfloat16", "float16")
 
 
 def is_convolutional(module: nn.Module) -> bool:
@@ -58,8 +58,8 @@ def inference_forward(
 
     def forward(pixels: torch.Tensor) -> torch.Tensor:
         pixels = pixels.to(device, non_blocking=True).contiguous(memory_format=fmt)
-        if dtype == "bfloat16":
-            with torch.autocast(device.type, dtype=torch.bfloat16):
+        if dtype in ("bfloat16", "float16"):
+            with torch.autocast(device.type, dtype=getattr(torch, dtype)):
                 return module(pixels).float()
         return module(pixels)
 
