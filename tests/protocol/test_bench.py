@@ -86,7 +86,7 @@ def test_run_scores_everything_once_and_matches_eval(world, tmp_path):
     expected = 2 * ((n_test + n_cal) + 2 * n_test + (n_test + n_cal))
     assert res.scored == expected and res.reused == 0
     with ResultStore(res.store) as store:
-        assert store.count() == expected
+        assert len(store.all_scores()) == expected
         conds = {r[0] for r in store.conn.execute("SELECT DISTINCT condition FROM scores")}
         assert conds == {"clean", "jpeg:75", "noise:0.05", "clean|pre=resize"}
         rows = store.conn.execute("SELECT DISTINCT protocol_hash FROM scores").fetchall()
@@ -172,7 +172,7 @@ def test_killed_run_resumes_to_the_same_store(world, tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     with ResultStore(db) as store:
-        partial = store.count()
+        partial = len(store.all_scores())
         assert 12 <= partial < total
         assert store.runs()[-1]["status"] == "running"  # it never got to say otherwise
     resumed = run_protocol(proto, out, report=False)

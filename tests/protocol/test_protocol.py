@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from aigi.data.transforms import AugmentConfig
-from aigi.benchmark.run import condition_name, planned_conditions
+from aigi.benchmark.plan import condition_name, planned_conditions
 from aigi.benchmark.protocol import ProtocolError, augmentation_overrides, load_protocol, protocol_from_dict
 
 REPO = Path(__file__).resolve().parents[2]

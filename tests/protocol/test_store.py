@@ -27,14 +27,14 @@ def test_put_is_idempotent_and_keyed(tmp_path):
         assert store.put_scores(changed) == 0
         assert store.put_scores(_rows("a", 10, condition="jpeg:75")) == 10  # another condition
         assert store.put_scores(_rows("a", 10, weights="w2")) == 10  # another detector
-        assert store.count() == 30
+        assert len(store.all_scores()) == 30
         assert store.done("w1", "clean") == {f"a{i:05d}" for i in range(10)}
         assert store.done("w1", "blur:2") == set()
         first = [r for r in store.all_scores() if r[1] == "w1" and r[2] == "clean"]
         assert [r[3] for r in first] == [i / 10 for i in range(10)]
     # WAL mode is persistent and the file reopens with its data
     with ResultStore(tmp_path / "results.sqlite") as store:
-        assert store.count() == 30
+        assert len(store.all_scores()) == 30
         assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
@@ -44,7 +44,7 @@ def test_failed_transaction_is_rolled_back(tmp_path):
             with store.write() as c:
                 c.execute("INSERT INTO scores (image_hash, weights_hash, condition, created) VALUES ('x','w','c',0)")
                 raise RuntimeError("boom")
-        assert store.count() == 0
+        assert len(store.all_scores()) == 0
 
 
 def test_samples_join_keeps_duplicates_across_subsets(tmp_path):

@@ -15,14 +15,15 @@ Hashes: the image hash is ``sha256`` of the file's bytes (:func:`file_sha256`); 
 detector weights hash is ``sha256`` over ``model.safetensors`` then ``config.json`` of the
 model folder (:func:`weights_sha256`), so a changed threshold or preprocessing in the
 config is a different detector. A *condition* is a canonical string such as ``clean``,
-``jpeg:75`` or ``clean|pre=resize`` (see :mod:`aigi.benchmark.run`); the full
+``jpeg:75`` or ``clean|pre=resize`` (see :mod:`aigi.benchmark.plan`); the full
 preprocessing it used is recorded in the ``conditions`` table.
 
 Tables: ``scores`` (the results), ``samples`` (which images, labels and subsets a
 protocol evaluates, so duplicates across subsets are kept), ``detectors`` (protocol
 name -> weights hash and metadata), ``conditions``, ``runs`` (protocol JSON, machine,
 start and end times), ``failures`` (conditions a detector could not be run under, and
-why), ``file_hashes`` (a cache keyed by path, size and mtime so re-runs need not re-read
+why), ``audits`` (the dataset audit of a protocol's test set, :mod:`aigi.audit`, with a
+hash of the sample list it was computed on), ``file_hashes`` (a cache keyed by path, size and mtime so re-runs need not re-read
 unchanged files).
 """
 
@@ -110,6 +111,12 @@ CREATE TABLE IF NOT EXISTS file_hashes (
     size INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL,
     sha256 TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audits (
+    protocol_hash TEXT PRIMARY KEY,
+    samples_sha256 TEXT NOT NULL,
+    audit TEXT NOT NULL,
+    created REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS scores_by_detector ON scores (weights_hash, condition);
 """
@@ -315,6 +322,21 @@ class ResultStore:
             (protocol_hash,),
         ).fetchall()
 
+    # -- the test set's audit --------------------------------------------------------
+    def put_audit(self, protocol_hash: str, samples_sha256: str, audit: dict[str, Any]) -> None:
+        """Store the audit summary (JSON-able) of a protocol's test set, replacing an older one."""
+        with self.write() as c:
+            c.execute("INSERT OR REPLACE INTO audits VALUES (?, ?, ?, ?)",
+                      (protocol_hash, samples_sha256, json.dumps(audit, sort_keys=True), time.time()))
+
+    def audit(self, protocol_hash: str, samples_sha256: str | None = None) -> dict[str, Any] | None:
+        """The stored audit of a protocol's test set (only if it was computed on ``samples_sha256``, when given)."""
+        row = self.conn.execute("SELECT samples_sha256, audit FROM audits WHERE protocol_hash = ?",
+                                (protocol_hash,)).fetchone()
+        if row is None or (samples_sha256 is not None and row[0] != samples_sha256):
+            return None
+        return json.loads(row[1])
+
     # -- scores ------------------------------------------------------------------------
     def put_scores(self, rows: Sequence[ScoreRow]) -> int:
         """Insert one batch in one transaction; rows already stored are left as they are."""
@@ -365,9 +387,6 @@ class ResultStore:
             "SELECT image_hash, weights_hash, condition, score, logit, error FROM scores "
             "ORDER BY image_hash, weights_hash, condition"
         ).fetchall()
-
-    def count(self) -> int:
-        return int(self.conn.execute("SELECT COUNT(*) FROM scores").fetchone()[0])
 
     # -- file hash cache -----------------------------------------------------------------
     def hash_files(self, paths: Sequence[Path]) -> list[str]:
