@@ -1,4 +1,4 @@
-"""MASM: artifact subspaces, their losses, and the gradient-driven selective layer mask."""
+"""MASM: artifact subspaces, their losses, the per-subspace gate (variant) and the layer selection (paper)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,13 @@ import torch
 from torch import nn
 
 import aigi
-from aigi.detectors.masm import MASMConfig, MultiSubspaceResidualLinear, subspace_mask
+from aigi.detectors.masm import (
+    MASMConfig,
+    MultiSubspaceResidualLinear,
+    bias_variance_scores,
+    select_top_layers,
+    subspace_mask,
+)
 
 
 def layer64(k: int = 3, m: int = 2, n: int = 12, **kw) -> MultiSubspaceResidualLinear:
@@ -30,7 +36,8 @@ def test_config_derives_the_rank_and_checks_it():
     with pytest.raises(ValueError, match=r"trainable_rank 5 != num_subspaces × subspace_rank = 4"):
         MASMConfig(trainable_rank=5)
     with pytest.raises(ValueError, match="mask_threshold must exceed 1/num_subspaces"):
-        MASMConfig(num_subspaces=4, mask_threshold=0.2)
+        MASMConfig(num_subspaces=4, mask_threshold=0.2, mask_mode="subspace")
+    MASMConfig(num_subspaces=4, mask_threshold=0.2)  # the threshold belongs to the subspace variant only
     m = aigi.create_detector("masm", backbone="tiny")
     assert m.num_trainable() == 8 * 4 * (16 + 1 + 16) + 17
     assert all(layer.num_subspaces == 4 and layer.subspace_rank == 1 for layer in m.masm_layers())
@@ -110,7 +117,7 @@ def test_gate_records_statistics_and_scales_this_backwards_gradients():
 
 def _run(steps: int = 3):
     torch.manual_seed(0)
-    m = aigi.create_detector("masm", backbone="tiny", mask_warmup=1).train()
+    m = aigi.create_detector("masm", backbone="tiny", mask_mode="subspace", mask_warmup=1).train()
     opt = torch.optim.Adam(m.trainable_parameters(), lr=0.05)
     g = torch.Generator().manual_seed(1)
     for _ in range(steps):
@@ -138,3 +145,104 @@ def test_training_is_deterministic_and_the_mask_is_saved(tmp_path):
     with torch.no_grad():
         assert torch.equal(again(x), a(x))
     assert torch.equal(again.mask_state(), a.mask_state())
+
+
+# -- layer mode (the paper's v3 mask): bias-variance of whole-layer gradients ----------------------
+
+def test_scores_match_brute_force_bias_and_variance():
+    g = torch.Generator().manual_seed(0)
+    grads = torch.randn(3, 5, 4, 6, generator=g, dtype=torch.float64)  # 3 layers, 5 steps, 4 x 6 weights
+    bias, var, score = bias_variance_scores(grads.sum(1), grads.square().sum((1, 2, 3)), 5)
+    mean = grads.mean(1)
+    torch.testing.assert_close(bias, mean.square().sum((1, 2)))
+    torch.testing.assert_close(var, (grads - mean[:, None]).square().sum((2, 3)).sum(1) / 4)
+    torch.testing.assert_close(score, bias / (bias + var))
+    with pytest.raises(ValueError, match="at least 2 gradient steps"):
+        bias_variance_scores(grads.sum(1), grads.square().sum((1, 2, 3)), 1)
+
+
+def test_selection_picks_the_layers_whose_statistics_say_so():
+    # four layers, six steps of constructed gradients: a consistent direction plus noise of
+    # different sizes; a large but zero-mean gradient must lose to a small consistent one.
+    torch.manual_seed(0)
+    layers = [MultiSubspaceResidualLinear.from_linear(nn.Linear(6, 4), trainable_rank=4, num_subspaces=4, gate="layer")
+              for _ in range(4)]
+    g = torch.Generator().manual_seed(3)
+    direction = torch.randn(4, 6, generator=g)
+    recipe = [(0.0, 10.0), (1.0, 0.05), (0.2, 1.0), (1.0, 0.5)]  # (signal, noise) per layer
+    for _ in range(6):
+        for layer, (signal, noise) in zip(layers, recipe):
+            layer.observe_weight_gradient(signal * direction + noise * torch.randn(4, 6, generator=g))
+    sums = torch.stack([m.grad_sum.reshape(-1) for m in layers])
+    sq = torch.tensor([m.grad_sq_sum for m in layers])
+    _, _, score = bias_variance_scores(sums, sq, 6)
+    assert score.argsort(descending=True).tolist() == [1, 3, 2, 0]
+    assert select_top_layers(score, 0.25).tolist() == [False, True, False, False]
+    assert select_top_layers(score, 0.5).tolist() == [False, True, False, True]
+    assert select_top_layers(torch.tensor([0.5, 0.5, 0.1]), 0.3).tolist() == [True, False, False]  # tie: earlier
+
+
+def test_probe_hook_records_the_whole_weight_gradient():
+    torch.manual_seed(0)
+    lin = nn.Linear(12, 8).double()
+    layer = MultiSubspaceResidualLinear.from_linear(lin, trainable_rank=4, num_subspaces=4, gate="layer").train()
+    layer.probing = True
+    x = torch.randn(3, 5, 12, dtype=torch.float64)
+    layer(x).square().sum().backward()
+    w = lin.weight.detach().clone().requires_grad_(True)
+    nn.functional.linear(x, w, lin.bias.detach()).square().sum().backward()
+    torch.testing.assert_close(layer.grad_sum.double(), w.grad, rtol=1e-5, atol=1e-6)
+    assert layer.probe_count == 1
+    assert layer.U_res.grad is None and layer.S_res.grad is None  # probing: no update
+
+
+def _train_layer_mode(steps: int, **kw):
+    torch.manual_seed(0)
+    m = aigi.create_detector("masm", backbone="tiny", selection_steps=3, select_fraction=0.25, **kw).train()
+    opt = torch.optim.AdamW(m.trainable_parameters(), lr=0.05, weight_decay=0.1)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(steps):
+        b = {"pixels": torch.randn(4, 3, 32, 32, generator=g), "label": torch.tensor([0.0, 1, 0, 1])}
+        out = m.training_loss(b)
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+    return m, out
+
+
+def test_layer_mode_probes_then_updates_only_the_selected_layers(tmp_path):
+    torch.manual_seed(0)
+    init = {k: v.clone() for k, v in aigi.create_detector("masm", backbone="tiny").state_dict().items()}
+    probe, out = _train_layer_mode(3)
+    assert not probe.selection_done() and "subspace_orth" not in out
+    assert all(torch.equal(p, init[k]) for k, p in probe.state_dict().items() if k.endswith(("U_res", "S_res", "V_res")))
+    assert all(m.probe_count == 3 for m in probe.masm_layers())
+
+    m, out = _train_layer_mode(6)  # 3 probe steps, the choice, 3 updates
+    layers = m.masm_layers()
+    chosen = m.layer_selection()
+    assert m.selection_done() and int(chosen.sum()) == 2  # ceil(0.25 × 8)
+    scores = torch.tensor([float(layer.layer_score) for layer in layers])
+    assert set(scores.argsort(descending=True)[:2].tolist()) == set(chosen.nonzero().flatten().tolist())
+    assert all(layer.grad_sum is None for layer in layers)  # accumulators freed
+    names = [n for n, _ in m.svd_layers()]
+    state = m.state_dict()
+    for name, layer, sel in zip(names, layers, chosen.tolist()):
+        moved = not torch.equal(state[f"backbone.vision_model.{name}.U_res"], init[f"backbone.vision_model.{name}.U_res"])
+        assert moved == sel, name  # weight decay included: unselected layers never get a gradient
+        assert (layer.U_res.grad is not None) == sel
+    assert {"subspace_orth", "spectral"} <= set(out)
+
+    m.save_pretrained(tmp_path / "m", adapter_only=True)
+    again = aigi.load_detector(tmp_path / "m")
+    assert again.selection_done() and torch.equal(again.layer_selection(), chosen)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(again.eval()(x), m.eval()(x))
+
+
+def test_layer_mode_is_deterministic():
+    a, _ = _train_layer_mode(5)
+    b, _ = _train_layer_mode(5)
+    assert torch.equal(a.layer_selection(), b.layer_selection())
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
