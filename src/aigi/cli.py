@@ -14,6 +14,7 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Detect AI-generated images: train, evaluate, benchmark and serve detectors.")
@@ -61,41 +62,63 @@ def train(
         console.print(f"trained {cfg.detector} for {result.steps} steps → {result.output}")
 
 
+_DEVICE_HELP = "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps"
+_DTYPE_HELP = "float32, bfloat16 or float16 (autocast; faster on GPUs, scores differ slightly)"
+_MODEL_HELP = "detector folder, zoo:NAME, FILE.onnx or a Hugging Face Hub id user/repo"
+
+
 @app.command("eval")
 def eval_cmd(
     data: Path = typer.Argument(..., help="test data: folder or manifest"),
-    model: Path = typer.Option(..., "--model", "-m", help="detector folder"),
+    model: str = typer.Option(..., "--model", "-m", help=_MODEL_HELP),
     layout: str = typer.Option("auto", help="auto|subsets|progan|genimage|manifest"),
     split: Optional[str] = typer.Option(None, help="GenImage split (default val)"),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="folder for metrics.json and scores.csv"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o",
+                                          help="folder for metrics.json and scores.csv (default MODEL/eval)"),
     batch_size: int = typer.Option(32, "--batch-size"),
     workers: int = typer.Option(0, "--workers", help="decoding worker processes"),
-    bf16: bool = typer.Option(False, "--bf16", help="bfloat16 autocast (faster; scores differ slightly)"),
+    device: str = typer.Option("auto", "--device", help=_DEVICE_HELP),
+    dtype: str = typer.Option("float32", "--dtype", help=_DTYPE_HELP),
+    bf16: bool = typer.Option(False, "--bf16", help="same as --dtype bfloat16"),
     compile_model: bool = typer.Option(False, "--compile", help="torch.compile the detector (slow first batch)"),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch intra-op threads (default: all cores)"),
     draft: bool = typer.Option(False, "--draft",
                                help="JPEG draft decoding for resize preprocessing (faster; pixels differ slightly)"),
+    revision: Optional[str] = typer.Option(None, "--revision", help="Hub revision (with a Hub id)"),
 ) -> None:
     """Evaluate a detector on labelled data: per-subset table, metrics.json, scores.csv.
 
     Under `accelerate launch --num_processes N -m aigi.cli eval ...` the images are split
     across the processes; the main process writes the same files as one process would.
+    Ctrl-C keeps the scores written so far in scores.csv and exits 130.
     """
     from .evaluate import evaluate
+    from .evaluate.runner import Interrupted
 
+    if output is None:
+        if not Path(model).is_dir():
+            _fail(ValueError(f"--model {model} is not a local folder: give --output for the results"))
+        output = Path(model) / "eval"
     try:
-        report = evaluate(model, data, layout=layout, split=split, output=output or (model / "eval"),
+        report = evaluate(model, data, layout=layout, split=split, output=output,
                           batch_size=batch_size, num_workers=workers, progress=sys.stderr.isatty(),
-                          dtype="bfloat16" if bf16 else "float32", compile=compile_model, threads=threads,
-                          draft=draft)
+                          device=None if device == "auto" else device, dtype="bfloat16" if bf16 else dtype,
+                          compile=compile_model, threads=threads, draft=draft, revision=revision)
     except (ValueError, FileNotFoundError, KeyError, OSError) as err:
         _fail(err)
+    except KeyboardInterrupt as err:
+        if isinstance(err, Interrupted) and err.path is not None:
+            console.print(f"interrupted: {err.scored} score(s) were written to ", Text(str(err.path)),
+                          "; metrics.json was not written")
+        else:
+            console.print("interrupted: nothing was written")
+        raise typer.Exit(130)
     if int(os.environ.get("RANK", "0")) != 0:  # under `accelerate launch`, only the main process reports
         return
     out.print(metrics_table(report))
     for s in report["skipped"]:
-        console.print(f"[yellow]skipped[/] {s['reason']}")
-    console.print(f"wrote {(output or (model / 'eval')) / 'metrics.json'}")
+        console.print("[yellow]skipped[/] ", Text(s["reason"]))
+    console.print("wrote ", Text(str(output / "metrics.json")))
 
 
 def metrics_table(report: dict) -> Table:
@@ -109,7 +132,7 @@ def metrics_table(report: dict) -> Table:
         return "–" if v is None else (str(v) if isinstance(v, int) else f"{100 * v:.1f}")
 
     for name, m in report["subsets"].items():
-        table.add_row(name, *(fmt(m[c]) for c in cols))
+        table.add_row(Text(name), *(fmt(m[c]) for c in cols))
     table.add_row("[bold]mean[/]", *(fmt(report["mean"][c]) for c in cols))
     return table
 
@@ -117,40 +140,94 @@ def metrics_table(report: dict) -> Table:
 @app.command()
 def detect(
     paths: List[Path] = typer.Argument(..., help="image files and folders (searched recursively)"),
-    model: Path = typer.Option(..., "--model", "-m", help="detector folder"),
+    model: str = typer.Option(..., "--model", "-m", help=_MODEL_HELP),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="FILE.csv or FILE.jsonl"),
     batch_size: int = typer.Option(32, "--batch-size"),
     workers: int = typer.Option(0, "--workers"),
+    device: str = typer.Option("auto", "--device", help=_DEVICE_HELP),
+    dtype: str = typer.Option("float32", "--dtype", help=_DTYPE_HELP),
     threshold: Optional[float] = typer.Option(None, help="override the model's threshold"),
     calibrated: bool = typer.Option(False, "--calibrated",
-                                    help="use the threshold in the model folder's calibration.json"),
+                                    help="use the model folder's calibration.json (threshold, and its abstain band)"),
+    band_width: Optional[float] = typer.Option(None, "--band-width",
+                                               help="answer 'uncertain' when |P(fake) - threshold| is below this"),
     resume: bool = typer.Option(False, "--resume",
                                 help="continue an interrupted run: skip images already in --output, append the rest"),
+    revision: Optional[str] = typer.Option(None, "--revision", help="Hub revision (with a Hub id)"),
 ) -> None:
-    """Score images: one row per image with P(fake) and the verdict. Exit 3 if some were skipped."""
+    """Score images: one row per image with P(fake) and the verdict (real, fake, or uncertain in an abstain band).
+
+    Exit 3 if some were skipped. Under `accelerate launch --num_processes N -m aigi.cli
+    detect ...` the images are split across the processes and the main process writes
+    one merged output.
+    """
     from .evaluate.runner import EXIT_SOME_SKIPPED
     from .evaluate.runner import detect as run_detect
 
     try:
         rows, errors = run_detect(model, paths, output=output, batch_size=batch_size, num_workers=workers,
-                                  threshold=threshold, progress=sys.stderr.isatty(),
-                                  resume=resume, calibrated=calibrated)
+                                  threshold=threshold, progress=sys.stderr.isatty(), resume=resume,
+                                  calibrated=calibrated, band_width=band_width,
+                                  device=None if device == "auto" else device, dtype=dtype, revision=revision)
     except (ValueError, FileNotFoundError, KeyError, OSError) as err:
         _fail(err)
     except KeyboardInterrupt:
         if output is not None:
-            console.print(f"interrupted: the rows scored so far are in {output}; rerun with --resume to continue")
+            console.print("interrupted: the rows scored so far are in ", Text(str(output)),
+                          "; rerun with --resume to continue")
         raise typer.Exit(130)
+    if int(os.environ.get("RANK", "0")) != 0:  # under `accelerate launch`, only the main process reports
+        return
     if output is None:
         table = Table("path", "P(fake)", "verdict", box=None)
         for r in rows:
-            table.add_row(r["path"], f"{r['p_fake']:.4f}", r["verdict"])
+            table.add_row(Text(r["path"]), f"{r['p_fake']:.4f}", r["verdict"])
         out.print(table)
     for path, reason in errors:
-        console.print(f"[yellow]skipped[/] {reason}")
-    console.print(f"scored {len(rows)} image(s), skipped {len(errors)}" + (f" → {output}" if output else ""))
+        console.print("[yellow]skipped[/] ", Text(reason))
+    console.print(f"scored {len(rows)} image(s), skipped {len(errors)}",
+                  *((" → ", Text(str(output))) if output else ()))
     if errors:
         raise typer.Exit(EXIT_SOME_SKIPPED)
+
+
+@app.command()
+def calibrate(
+    data: Path = typer.Argument(..., help="labelled data (folder or manifest): its reals set the threshold"),
+    model: str = typer.Option(..., "--model", "-m", help="detector folder (calibration.json is written into it)"),
+    fpr: float = typer.Option(0.05, "--fpr", help="target false-positive rate on the reals"),
+    fnr: Optional[float] = typer.Option(None, "--fnr", help="abstain band: its low edge meets this false-negative "
+                                        "rate on the fakes (needs fakes in DATA)"),
+    band_width: Optional[float] = typer.Option(None, "--band-width", help="abstain band: threshold ± this width"),
+    layout: str = typer.Option("auto", help="auto|subsets|progan|genimage|manifest"),
+    split: Optional[str] = typer.Option(None, help="GenImage split (default val)"),
+    batch_size: int = typer.Option(32, "--batch-size"),
+    workers: int = typer.Option(0, "--workers"),
+    device: str = typer.Option("auto", "--device", help=_DEVICE_HELP),
+    dtype: str = typer.Option("float32", "--dtype", help=_DTYPE_HELP),
+) -> None:
+    """Measure a threshold at a target FPR (and an optional abstain band) on DATA; write MODEL/calibration.json.
+
+    `detect --calibrated` and `serve --calibrated` then use it.
+    """
+    from .detectors.folder import CALIBRATION_NAME
+    from .inference.calibrate import calibrate as run_calibrate
+
+    try:
+        cal, errors = run_calibrate(model, data, fpr=fpr, fnr=fnr, band_width=band_width, layout=layout, split=split,
+                                    batch_size=batch_size, num_workers=workers,
+                                    device=None if device == "auto" else device, dtype=dtype,
+                                    progress=sys.stderr.isatty())
+    except (ValueError, FileNotFoundError, KeyError, OSError) as err:
+        _fail(err)
+    for path, reason in errors:
+        console.print("[yellow]skipped[/] ", Text(reason))
+    tpr = "–" if cal.tpr is None else f"{100 * cal.tpr:.1f}%"
+    out.print(f"threshold {cal.threshold:.6g}: FPR {100 * cal.fpr:.2f}% on {cal.n_real} reals "
+              f"(target {100 * fpr:g}%), TPR {tpr} on {cal.n_fake} fakes")
+    if cal.band is not None:
+        out.print(f"abstain band [{cal.band.low:.6g}, {cal.band.high:.6g}) ({cal.band.source})")
+    console.print("wrote ", Text(str(Path(model) / CALIBRATION_NAME)))
 
 
 @app.command()

@@ -73,7 +73,7 @@ def test_compiled_forward_keeps_logits():
 
 def test_bad_dtype_and_threads_are_clear(image_tree):
     with pytest.raises(ValueError, match="dtype must be one of float32, bfloat16"):
-        inference_forward(tiny("npr"), dtype="float16")
+        inference_forward(tiny("npr"), dtype="int8")
     samples = load_samples(image_tree, "auto")
     with pytest.raises(ValueError, match="threads must be a positive number"):
         score_samples(tiny("npr"), samples, threads=0)

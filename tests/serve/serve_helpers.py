@@ -15,8 +15,7 @@ import torch
 from PIL import Image
 
 from aigi.data.io import decode_image
-from aigi.data.transforms import build_transform
-from aigi.detectors import load_detector
+from aigi.inference import Predictor
 
 
 def png_bytes(width: int, height: int, seed: int = 0) -> bytes:
@@ -37,12 +36,10 @@ async def asgi_client(app, **kwargs):
 
 
 def direct_scores(model_dir: Path, images: list[bytes]) -> list[float]:
-    """P(fake) computed without the server: decode, the detector's own transform, forward."""
-    det = load_detector(model_dir).for_inference()
-    tf = build_transform(det.preprocess_config(), train=False)
-    x = torch.stack([tf(decode_image(b)) for b in images])
-    with torch.inference_mode():
-        return torch.sigmoid(det(x)).tolist()
+    """P(fake) computed without the server, by the shared engine on the CPU: decode, transform, score."""
+    predictor = Predictor.from_pretrained(model_dir, device="cpu")
+    x = torch.stack([predictor.transform(decode_image(b)) for b in images])
+    return predictor.probabilities(x).tolist()
 
 
 @contextlib.contextmanager

@@ -13,13 +13,12 @@ Checkpoint folder (the shape of a Hugging Face model folder)::
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, ClassVar, Iterable
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -30,8 +29,7 @@ from torch import nn
 
 from ..data.transforms import PreprocessConfig
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
+from .folder import CONFIG_NAME, WEIGHTS_NAME  # noqa: F401 (re-exported: the folder format lives in folder.py)
 
 
 class CheckpointError(ValueError):
@@ -294,17 +292,9 @@ def load_detector(directory: str | os.PathLike, *, device: str | torch.device = 
     return model.to(device)
 
 
-def clone_detector(model: Detector) -> Detector:
-    """A deep copy (config included)."""
-    return copy.deepcopy(model)
-
-
 def freeze(module: nn.Module) -> nn.Module:
     """Turn off gradients of every parameter of ``module``; returns it."""
     for p in module.parameters():
         p.requires_grad_(False)
     return module
 
-
-def count(params: Iterable[nn.Parameter]) -> int:
-    return sum(p.numel() for p in params)

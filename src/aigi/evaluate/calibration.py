@@ -11,6 +11,12 @@ Labels are 0 = real, 1 = fake; scores are P(fake); the verdict is "fake" when
   above the (k+1)-th largest real score. Tie rule: every real image whose score equals
   the boundary score is counted as real, so the false-positive rate on the calibration
   set is always ``<= fpr`` (it is below ``fpr`` when ties straddle the boundary).
+* :func:`threshold_at_fnr` -- the mirror image on fake images: the largest threshold with
+  at most ``floor(fnr * n)`` fakes strictly below it, i.e. the ``(k+1)``-th smallest fake
+  score (fakes equal to it count as detected), so the false-negative rate is ``<= fnr``.
+  It is the low edge of an abstain band.
+* :func:`abstain_summary` -- how many images an abstain band ``[low, high)`` leaves to a
+  human, and the accuracy on the rest.
 * :func:`expected_calibration_error` -- ECE of P(fake) with equal-width bins on [0, 1]
   (default 15; bin ``b`` holds ``b/B <= p < (b+1)/B``, the last bin includes 1):
   ``sum_b (n_b / n) * |mean(label in b) - mean(p in b)|``. This is the calibration of the
@@ -31,12 +37,14 @@ import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 __all__ = [
+    "abstain_summary",
     "accuracy_at",
     "auroc_rows",
     "average_precision_rows",
     "bootstrap_intervals",
     "expected_calibration_error",
     "reliability_bins",
+    "threshold_at_fnr",
     "threshold_at_fpr",
 ]
 
@@ -65,6 +73,45 @@ def threshold_at_fpr(real_scores: Sequence[float], fpr: float) -> float:
     ordered = np.sort(s)[::-1]
     k = int(np.floor(fpr * s.size + 1e-9))  # the epsilon absorbs 0.05 * 100 = 5.000000000000001
     return float(np.nextafter(ordered[k], np.inf))
+
+
+def threshold_at_fnr(fake_scores: Sequence[float], fnr: float) -> float:
+    """Threshold with false-negative rate ``<= fnr`` on ``fake_scores`` (see the module docstring)."""
+    s = np.asarray(fake_scores, dtype=np.float64).reshape(-1)
+    if s.size == 0:
+        raise ValueError("threshold_at_fnr needs at least one fake (label 1) calibration score")
+    if not 0.0 <= fnr < 1.0:
+        raise ValueError(f"target false-negative rate must be in [0, 1), got {fnr}")
+    if not np.isfinite(s).all():
+        raise ValueError("calibration scores must be finite numbers")
+    k = int(np.floor(fnr * s.size + 1e-9))
+    return float(np.sort(s)[k])
+
+
+def abstain_summary(labels: Sequence[int], scores: Sequence[float], low: float, high: float) -> dict[str, float | int | None]:
+    """What an abstain band does: ``p < low`` is real, ``p >= high`` fake, the rest goes to a human.
+
+    Returns ``n``, ``n_uncertain``, ``uncertain_rate`` (the share left to a human),
+    ``acc_decided`` (accuracy on the images that got a verdict; None when none did) and
+    the uncertain rate among reals and among fakes.
+    """
+    y, s = _arrays(labels, scores)
+    if y.size == 0:
+        raise ValueError("no scores to summarise")
+    if not 0.0 <= low <= high <= 1.0:
+        raise ValueError(f"abstain band needs 0 <= low <= high <= 1, got low={low}, high={high}")
+    unsure = (s >= low) & (s < high)
+    decided = ~unsure
+    pred_fake = s >= high
+    real, fake = y == 0, y == 1
+    return {
+        "n": int(y.size),
+        "n_uncertain": int(unsure.sum()),
+        "uncertain_rate": float(unsure.mean()),
+        "acc_decided": float(np.mean(pred_fake[decided] == (y[decided] == 1))) if decided.any() else None,
+        "uncertain_real": float(unsure[real].mean()) if real.any() else None,
+        "uncertain_fake": float(unsure[fake].mean()) if fake.any() else None,
+    }
 
 
 def accuracy_at(labels: Sequence[int], scores: Sequence[float], threshold: float) -> dict[str, float | None]:

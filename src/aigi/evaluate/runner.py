@@ -1,15 +1,16 @@
-"""Scoring many images with a detector: the shared path of ``eval`` and ``detect``.
+"""The runs of ``eval`` and ``detect``: labelled metrics, and one row per file, on the one engine.
 
-Images are decoded and preprocessed exactly as the detector's saved config says (a caller
-may pass an explicit ``preprocess`` override, which is then recorded with the results).
-Unreadable files are reported with their reason and skipped; they never stop the run.
+Both score through :class:`aigi.inference.Predictor` (decode → the detector's own
+preprocessing → forward → float64 sigmoid; a caller may pass an explicit ``preprocess``
+override, which is then recorded with the results). Unreadable files, and images whose
+score is not finite, are reported with their reason and skipped; they never stop the run.
 
-Speed options (see docs/performance.md for what each one measured): ``dtype="bfloat16"``
-(autocast), ``channels_last`` (default: on for convolutional networks), ``compile``
-(``torch.compile``), ``threads``, DataLoader ``num_workers``/``prefetch_factor``, and
-``draft`` (JPEG draft decoding for resize preprocessing). Under ``accelerate launch
---num_processes N`` :func:`evaluate` shards the images across the processes and gathers
-the scores to the main process, which writes the same files as a single process.
+Speed options (see docs/performance.md): ``dtype`` (bfloat16/float16 autocast),
+``channels_last``, ``compile``, ``threads``, DataLoader ``num_workers``/``prefetch_factor``
+and ``draft`` (JPEG draft decoding for resize preprocessing). Under ``accelerate launch
+--num_processes N`` both :func:`evaluate` and :func:`detect` shard the images across the
+processes (:class:`ShardBatchSampler`); the main process writes the same files as a
+single process would.
 """
 
 from __future__ import annotations
@@ -17,19 +18,25 @@ from __future__ import annotations
 import csv
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import torch
-from torch.utils.data import DataLoader, Sampler
 
-from ..data.dataset import ImageDataset, collate, draft_size_for
 from ..data.io import sniff_is_image
 from ..data.layouts import Sample, load_samples
-from ..data.transforms import PreprocessConfig, build_transform
-from ..detectors.base import Detector, load_detector
+from ..data.transforms import PreprocessConfig
+from ..detectors.base import Detector
+from ..detectors.folder import CALIBRATION_NAME, read_calibration  # noqa: F401 (re-exported)
 from ..inference.fast import INFERENCE_DTYPES, inference_forward, is_convolutional  # noqa: F401 (re-exported)
+from ..inference.predictor import (  # noqa: F401 (re-exported)
+    UNCERTAIN,
+    Predictor,
+    Scores,
+    ShardBatchSampler,
+    resolve_device,
+    resolve_threshold,
+)
 from .metrics import evaluate_scores
 
 #: extensions taken from a folder without sniffing; other files are sniffed by content
@@ -37,44 +44,18 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".ti
                   ".avif", ".jfif", ".ppm", ".pgm"}
 #: exit code of ``aigi detect`` when some files could not be scored
 EXIT_SOME_SKIPPED = 3
-#: file in a detector folder holding a calibrated decision threshold:
-#: ``{"threshold": t, "target_fpr": f, ...}`` with ``t`` a P(fake) in [0, 1]
-CALIBRATION_NAME = "calibration.json"
 #: columns of ``aigi detect`` output files
 DETECT_FIELDS = ("path", "p_fake", "verdict")
+#: columns of ``aigi eval``'s scores.csv
+SCORE_FIELDS = ("path", "subset", "label", "score")
 
 
-@dataclass
-class Scores:
-    """Scores of the images that could be read, and the reasons for the others."""
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; ``scored`` results were flushed to ``path`` before it stopped."""
 
-    samples: list[Sample] = field(default_factory=list)
-    scores: list[float] = field(default_factory=list)
-    errors: list[tuple[str, str]] = field(default_factory=list)
-    #: position of each scored sample in the list given to :func:`score_samples`
-    indices: list[int] = field(default_factory=list)
-
-
-class ShardBatchSampler(Sampler[list[int]]):
-    """Process ``rank`` of ``world`` takes global batches ``rank, rank + world, ...``.
-
-    The global batches are the ones a single process would make (``batch_size``
-    consecutive samples), so every image is scored in a batch of the same composition
-    as in one process, and the shards differ in size by at most one batch.
-    """
-
-    def __init__(self, n: int, batch_size: int, rank: int = 0, world: int = 1) -> None:
-        if batch_size <= 0 or world <= 0 or not 0 <= rank < world:
-            raise ValueError(f"bad shard: batch_size={batch_size}, rank={rank}, world={world}")
-        self.n, self.batch_size, self.rank, self.world = n, batch_size, rank, world
-
-    def __len__(self) -> int:
-        batches = -(-self.n // self.batch_size)
-        return len(range(self.rank, batches, self.world))
-
-    def __iter__(self):
-        for start in range(self.rank * self.batch_size, self.n, self.world * self.batch_size):
-            yield list(range(start, min(start + self.batch_size, self.n)))
+    def __init__(self, scored: int, path: Path | None) -> None:
+        super().__init__(f"interrupted after {scored} score(s)")
+        self.scored, self.path = scored, path
 
 
 def score_samples(
@@ -95,75 +76,11 @@ def score_samples(
     draft: bool = False,
     shard: tuple[int, int] | None = None,
 ) -> Scores:
-    """P(fake) for every readable sample, in order.
-
-    ``on_batch(samples, probs)`` is called after each batch with that batch's scored
-    samples, so a caller can write results incrementally. ``dtype``, ``channels_last``
-    and ``compile`` are :func:`inference_forward`'s; ``threads`` sets torch's intra-op
-    threads for the call; ``prefetch_factor`` is the DataLoader's (with workers);
-    ``draft`` decodes JPEGs at reduced scale when the preprocessing resizes (the safe
-    rule of :func:`aigi.data.dataset.draft_size_for`; pixels differ slightly from a
-    full decode, so it is off by default). ``shard=(rank, world)`` scores only that
-    process's share (:class:`ShardBatchSampler`).
-    """
-    if threads is not None and threads <= 0:
-        raise ValueError(f"threads must be a positive number, got {threads}")
-    pre = preprocess or detector.preprocess_config()
-    transform = build_transform(pre, train=False)
-    dataset = ImageDataset(list(samples), transform, draft_size=draft_size_for(transform) if draft else None)
-    rank, world = shard or (0, 1)
-    loader = DataLoader(dataset, batch_sampler=ShardBatchSampler(len(dataset), batch_size, rank, world),
-                        collate_fn=collate, num_workers=num_workers, persistent_workers=False,
-                        prefetch_factor=prefetch_factor if num_workers > 0 else None,
-                        pin_memory=torch.device(device).type == "cuda")
-    forward = inference_forward(detector, device=device, dtype=dtype, channels_last=channels_last, compile=compile)
-    out = Scores()
-    bar = _bar(progress, len(dataset))
-    old_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        with torch.inference_mode():
-            for batch in (loader if num_workers else _fetch_single_threaded(loader)):
-                for idx, msg in batch.get("errors", []):
-                    out.errors.append((str(dataset.samples[idx].path), msg))
-                idx = batch["index"]
-                if idx.numel():
-                    probs = torch.sigmoid(forward(batch["pixels"]).float()).cpu().tolist()
-                    positions = idx.tolist()
-                    scored = [dataset.samples[i] for i in positions]
-                    out.indices.extend(positions)
-                    out.samples.extend(scored)
-                    out.scores.extend(probs)
-                    if on_batch is not None:
-                        on_batch(scored, probs)
-                if bar is not None:
-                    bar.advance(len(idx) + len(batch.get("errors", [])))
-    finally:
-        torch.set_num_threads(old_threads)
-        if bar is not None:
-            bar.close()
-    return out
-
-
-def _fetch_single_threaded(loader: DataLoader) -> Iterable[dict[str, Any]]:
-    """Batches of a worker-less loader, decoded with one torch thread, computed with the rest.
-
-    The per-image tensor work of preprocessing is far too small to share between threads;
-    on a busy machine OpenMP's hand-offs made it ~100x slower (measured: 66 ms vs 0.4 ms per
-    224x224 image). DataLoader workers already run with one thread each.
-    """
-    compute = torch.get_num_threads()
-    it = iter(loader)
-    while True:
-        torch.set_num_threads(1)
-        try:
-            batch = next(it)
-        except StopIteration:
-            return
-        finally:
-            torch.set_num_threads(compute)
-        yield batch
+    """P(fake) for every scorable sample, in order (:meth:`Predictor.score` on ``detector`` as it is, unfolded)."""
+    predictor = Predictor(detector, device=device, dtype=dtype, channels_last=channels_last, compile=compile,
+                          batch_size=batch_size, num_workers=num_workers, prefetch_factor=prefetch_factor,
+                          threads=threads, draft=draft, preprocess=preprocess, fold=False)
+    return predictor.score(samples, on_batch=on_batch, shard=shard, progress=progress)
 
 
 def distributed_state() -> Any:
@@ -184,15 +101,35 @@ def gather_scores(res: Scores, samples: Sequence[Sample]) -> Scores:
     """Every process's shard gathered (all-gather) and put back in ``samples`` order."""
     from accelerate.utils import gather_object
 
-    rows = sorted(gather_object(list(zip(res.indices, res.scores))))
-    where = {str(s.path): i for i, s in enumerate(samples)}
-    errors = sorted(gather_object(list(res.errors)), key=lambda e: where.get(e[0], len(samples)))
-    return Scores(samples=[samples[i] for i, _ in rows], scores=[p for _, p in rows], errors=errors,
-                  indices=[i for i, _ in rows])
+    rows = sorted(gather_object(list(zip(res.indices, res.scores, res.logits))))
+    errors = sorted(gather_object(list(zip(res.error_indices, res.errors))))
+    return Scores(samples=[samples[i] for i, _, _ in rows], scores=[p for _, p, _ in rows],
+                  logits=[z for _, _, z in rows], indices=[i for i, _, _ in rows],
+                  errors=[e for _, e in errors], error_indices=[i for i, _ in errors])
+
+
+def make_predictor(
+    model: Predictor | Detector | str | os.PathLike,
+    *,
+    revision: str | None = None,
+    state: Any = None,
+    **options: Any,
+) -> Predictor:
+    """A :class:`Predictor` for ``model``: used as given, wrapped (a Detector, unfolded), or opened and folded.
+
+    ``device=None`` means the process's own device under ``accelerate launch``, else ``auto``.
+    """
+    if isinstance(model, Predictor):
+        return model
+    if options.get("device") is None:
+        options["device"] = state.device if state is not None else "auto"
+    if isinstance(model, Detector):
+        return Predictor(model, fold=False, **options)
+    return Predictor.from_pretrained(model, revision=revision, **options)
 
 
 def evaluate(
-    model: Detector | str | os.PathLike,
+    model: Predictor | Detector | str | os.PathLike,
     data: str | os.PathLike,
     *,
     layout: str = "auto",
@@ -209,59 +146,90 @@ def evaluate(
     threads: int | None = None,
     prefetch_factor: int | None = None,
     draft: bool = False,
+    revision: str | None = None,
 ) -> dict[str, Any]:
     """Score a labelled dataset and compute per-subset and mean metrics.
 
-    With ``output``, writes ``metrics.json`` and ``scores.csv`` (path, subset, label, score).
-    A detector loaded from a folder is folded for inference (``for_inference``). ``device``
-    defaults to the process's GPU when there is one, else the CPU; the speed options are
-    :func:`score_samples`'s, and ``dtype``/``draft``, which change the numbers, are
-    recorded under ``"inference"`` when not at their defaults. Under ``accelerate launch``
-    with several processes each one scores a shard; the main process writes the files,
-    identical to a single process's, and every process returns the same report (every
-    process must call it: the scores are gathered with a collective operation).
+    With ``output``, writes ``scores.csv`` (path, subset, label, score; one process writes
+    it row by row as batches finish, so Ctrl-C keeps what was scored and raises
+    :class:`Interrupted`) and then ``metrics.json``. A model opened here (folder,
+    ``zoo:NAME``, ``.onnx``, Hub id) is folded for inference; ``device`` defaults to the
+    process's GPU, else ``auto``. ``dtype``/``draft``, which change the numbers, are
+    recorded under ``"inference"`` when not at their defaults. Under ``accelerate
+    launch`` with several processes each one scores a shard; the main process writes the
+    files, identical to a single process's, and every process returns the same report
+    (every process must call it: the scores are gathered with a collective operation).
     """
-    detector = model if isinstance(model, Detector) else load_detector(model).for_inference()
+    state = distributed_state()
+    predictor = make_predictor(model, revision=revision, state=state, device=device, dtype=dtype,
+                               channels_last=channels_last, compile=compile, batch_size=batch_size,
+                               num_workers=num_workers, prefetch_factor=prefetch_factor, threads=threads,
+                               draft=draft, preprocess=preprocess)
     samples = [s for s in load_samples(Path(data), layout, split=split) if s.label is not None]
     if not samples:
         raise ValueError(f"no labelled images in {data}")
-    state = distributed_state()
-    if device is None:
-        device = state.device if state is not None else ("cuda" if torch.cuda.is_available() else "cpu")
-    res = score_samples(detector, samples, batch_size=batch_size, num_workers=num_workers,
-                        preprocess=preprocess, progress=progress and (state is None or state.is_main_process),
-                        device=device, dtype=dtype, channels_last=channels_last, compile=compile,
-                        threads=threads, prefetch_factor=prefetch_factor, draft=draft,
-                        shard=None if state is None else (state.process_index, state.num_processes))
+    main = state is None or state.is_main_process
+    out = None if output is None else Path(output)
+    writer = None
+    if out is not None and state is None:  # one process: write rows as they come
+        out.mkdir(parents=True, exist_ok=True)
+        writer = _ScoreWriter(out / "scores.csv")
+    try:
+        res = predictor.score(samples, progress=progress and main,
+                              on_batch=None if writer is None else writer.write,
+                              shard=None if state is None else (state.process_index, state.num_processes))
+    except KeyboardInterrupt:
+        raise Interrupted(writer.count if writer else 0, writer.path if writer else None) from None
+    finally:
+        if writer is not None:
+            writer.close()
     if state is not None:
         res = gather_scores(res, samples)
     if not res.scores:
-        raise ValueError(f"none of the {len(samples)} images in {data} could be read")
-    threshold = float(detector.config.threshold)
+        raise ValueError(f"none of the {len(samples)} images in {data} could be scored")
+    threshold = predictor.threshold
     metrics = evaluate_scores([s.label for s in res.samples], res.scores, [s.subset for s in res.samples], threshold)
     report = {
-        "method": detector.method,
-        "model": str(model) if not isinstance(model, Detector) else None,
+        "method": predictor.method,
+        "model": str(model) if isinstance(model, (str, os.PathLike)) else None,
         "data": str(data),
         "layout": layout,
         "threshold": threshold,
-        "preprocess": (preprocess or detector.preprocess_config()).model_dump(mode="json"),
-        "preprocess_overridden": preprocess is not None,
+        "preprocess": predictor.preprocess.model_dump(mode="json"),
+        "preprocess_overridden": predictor.preprocess_overridden,
         **metrics,
         "skipped": [{"path": p, "reason": r} for p, r in res.errors],
     }
-    if dtype != "float32" or draft:
-        report["inference"] = {"dtype": dtype, "draft_decoding": draft}
-    if output is not None and (state is None or state.is_main_process):
-        out = Path(output)
+    if predictor.dtype != "float32" or predictor.draft:
+        report["inference"] = {"dtype": predictor.dtype, "draft_decoding": predictor.draft}
+    if out is not None and main:
         out.mkdir(parents=True, exist_ok=True)
+        if writer is None:  # several processes: the main one writes the gathered scores
+            writer = _ScoreWriter(out / "scores.csv")
+            writer.write(res.samples, res.scores)
+            writer.close()
         (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
-        with (out / "scores.csv").open("w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["path", "subset", "label", "score"])
-            for s, p in zip(res.samples, res.scores):
-                w.writerow([str(s.path), s.subset, s.label, f"{p:.6f}"])
     return report
+
+
+class _ScoreWriter:
+    """``scores.csv`` of ``eval``, flushed after every batch."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fh = path.open("w", newline="")
+        self.csv = csv.writer(self.fh)
+        self.csv.writerow(SCORE_FIELDS)
+        self.count = 0
+
+    def write(self, samples: list[Sample], probs: list[float]) -> None:
+        for s, p in zip(samples, probs):
+            self.csv.writerow([str(s.path), s.subset, s.label, repr(p)])
+        self.count += len(samples)
+        self.fh.flush()
+
+    def close(self) -> None:
+        self.fh.close()
 
 
 def collect_images(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[tuple[str, str]]]:
@@ -291,47 +259,8 @@ def collect_images(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list
     return files, missing
 
 
-def read_calibration(directory: str | os.PathLike) -> dict[str, Any]:
-    """The ``calibration.json`` of a detector folder, checked to hold a usable ``threshold``."""
-    path = Path(directory) / CALIBRATION_NAME
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{Path(directory)} has no {CALIBRATION_NAME}: calibrate the model first (a JSON file "
-            "with a 'threshold' field) or leave out --calibrated to use the model's own threshold"
-        )
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON: {err}") from None
-    t = data.get("threshold") if isinstance(data, dict) else None
-    if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 <= float(t) <= 1.0:
-        raise ValueError(f"{path} must hold a 'threshold' between 0 and 1 (a P(fake)), got {t!r}")
-    return data
-
-
-def resolve_threshold(
-    detector: Detector,
-    model_dir: str | os.PathLike | None,
-    *,
-    threshold: float | None = None,
-    calibrated: bool = False,
-) -> tuple[float, str]:
-    """The decision threshold and where it came from: ``"override"``, ``"calibration.json"`` or ``"config"``."""
-    if threshold is not None and calibrated:
-        raise ValueError("give either an explicit threshold or --calibrated, not both")
-    if threshold is not None:
-        if not 0.0 <= float(threshold) <= 1.0:
-            raise ValueError(f"threshold must be a P(fake) between 0 and 1, got {threshold}")
-        return float(threshold), "override"
-    if calibrated:
-        if model_dir is None:
-            raise ValueError("calibrated=True needs the model's folder (it reads its calibration.json)")
-        return float(read_calibration(model_dir)["threshold"]), CALIBRATION_NAME
-    return float(detector.config.threshold), "config"
-
-
 def detect(
-    model: Detector | str | os.PathLike,
+    model: Predictor | Detector | str | os.PathLike,
     paths: Sequence[str | os.PathLike],
     *,
     output: str | os.PathLike | None = None,
@@ -341,50 +270,131 @@ def detect(
     progress: bool = False,
     resume: bool = False,
     calibrated: bool = False,
+    band_width: float | None = None,
+    device: str | torch.device | None = None,
+    dtype: str = "float32",
+    channels_last: bool | None = None,
+    compile: bool | str = False,
+    threads: int | None = None,
+    revision: str | None = None,
 ) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
     """Score files and folders; returns (rows, errors) and writes CSV or JSONL if asked.
 
+    Rows are ``{"path", "p_fake", "verdict"}``; the verdict is ``real``/``fake``, or
+    ``uncertain`` inside an abstain band (from ``calibration.json`` with ``calibrated``, or
+    ``band_width`` around the threshold). A model opened here is folded for inference.
     The output file is written incrementally (flushed after every batch), so an interrupted
     run keeps what it scored. ``resume`` continues such a run: files whose path is already
     in ``output`` are skipped, new rows are appended (and only they are returned); a last
     line cut short by the interruption is dropped and scored again. Paths are compared as
-    written, so resume with the same path arguments. ``calibrated`` uses the threshold in
-    the model folder's ``calibration.json``.
+    written, so resume with the same path arguments.
+
+    Under ``accelerate launch`` with several processes, each one scores a shard and
+    appends its rows to its own part file beside the output (``OUTPUT.part<rank>``); the
+    main process then merges every part into ``output`` in the single-process order and
+    removes them. Every process returns the same (gathered) rows and errors.
     """
     if resume and output is None:
         raise ValueError("resume needs an output file (--output FILE.csv or FILE.jsonl) to continue")
-    detector = model if isinstance(model, Detector) else load_detector(model)
-    model_dir = None if isinstance(model, Detector) else Path(model)
-    thr, _ = resolve_threshold(detector, model_dir, threshold=threshold, calibrated=calibrated)
-    files, errors = collect_images(paths)
-    writer: RowWriter | None = None
-    if output is not None:
-        out_path = Path(output)
+    out_path = None if output is None else Path(output)
+    if out_path is not None:
         _check_suffix(out_path)
-        if resume and out_path.exists():
-            done = read_scored_paths(out_path)
-            files = [f for f in files if str(f) not in done]
+    state = distributed_state()
+    predictor = make_predictor(model, revision=revision, state=state, device=device, dtype=dtype,
+                               channels_last=channels_last, compile=compile, batch_size=batch_size,
+                               num_workers=num_workers, threads=threads, threshold=threshold, calibrated=calibrated,
+                               band_width=band_width)
+    all_files, errors = collect_images(paths)
+    files = all_files
+    if resume and out_path is not None:
+        done = read_scored_paths(out_path) if out_path.exists() else set()
+        for part in _part_files(out_path):
+            done |= read_scored_paths(part)
+        files = [f for f in files if str(f) not in done]
+    writer: RowWriter | None = None
+    if state is not None:
+        state.wait_for_everyone()  # every process has read the parts before any writes one
+        if out_path is not None and not resume and state.is_main_process:
+            for part in _part_files(out_path):
+                part.unlink()
+            RowWriter(out_path).close()  # a fresh run starts a fresh output
+        state.wait_for_everyone()
+        if out_path is not None:
+            writer = RowWriter(_part_path(out_path, state.process_index), append=resume)
+    elif out_path is not None:
         writer = RowWriter(out_path, append=resume)
-    label_names = detector.config.labels
     rows: list[dict[str, Any]] = []
 
     def on_batch(samples: list[Sample], probs: list[float]) -> None:
-        new = [
-            {"path": str(s.path), "p_fake": round(p, 6), "verdict": label_names[1] if p >= thr else label_names[0]}
-            for s, p in zip(samples, probs)
-        ]
+        new = [{"path": str(s.path), "p_fake": p, "verdict": predictor.verdict(p)} for s, p in zip(samples, probs)]
         rows.extend(new)
         if writer is not None:
             writer.write(new)
 
     samples = [Sample(path=f, label=None, subset="") for f in files]
     try:
-        res = score_samples(detector, samples, batch_size=batch_size, num_workers=num_workers,
-                            progress=progress, on_batch=on_batch)
+        res = predictor.score(samples, progress=progress and (state is None or state.is_main_process),
+                              on_batch=on_batch,
+                              shard=None if state is None else (state.process_index, state.num_processes))
     finally:
         if writer is not None:
             writer.close()
-    return rows, errors + res.errors
+    if state is None:
+        return rows, errors + res.errors
+    from accelerate.utils import gather_object
+
+    order = {str(f): i for i, f in enumerate(all_files)}
+    rows = sorted(gather_object(rows), key=lambda r: order.get(r["path"], len(order)))
+    failed = sorted(gather_object(list(res.errors)), key=lambda e: order.get(e[0], len(order)))
+    state.wait_for_everyone()  # every part is complete
+    if out_path is not None and state.is_main_process:
+        merge_parts(out_path, order)
+    state.wait_for_everyone()
+    return rows, errors + failed
+
+
+def _part_path(output: Path, rank: int) -> Path:
+    return output.with_name(f"{output.stem}.part{rank}{output.suffix}")
+
+
+def _part_files(output: Path) -> list[Path]:
+    """The per-process part files of a sharded ``detect`` into ``output`` (``NAME.part<rank>.csv``), by rank."""
+    prefix, suffix = output.stem + ".part", output.suffix
+    if not output.parent.is_dir():
+        return []
+    found = [p for p in output.parent.iterdir()
+             if p.name.startswith(prefix) and p.name.endswith(suffix) and p.name[len(prefix):-len(suffix)].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[len(prefix):-len(suffix)]))
+
+
+def read_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The rows of a ``detect`` output (CSV values stay text, as written)."""
+    path = Path(path)
+    _check_suffix(path)
+    _drop_partial_last_line(path)
+    if path.suffix.lower() == ".jsonl":
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def merge_parts(output: Path, order: dict[str, int]) -> int:
+    """Append the rows of every part file to ``output`` (sorted by ``order``, each path once); remove the parts."""
+    parts = _part_files(output)
+    done = read_scored_paths(output) if output.exists() else set()
+    new: dict[str, dict[str, Any]] = {}
+    for part in parts:
+        for row in read_rows(part):
+            if str(row["path"]) not in done:
+                new.setdefault(str(row["path"]), row)
+    writer = RowWriter(output, append=True)
+    try:
+        writer.write(sorted(new.values(), key=lambda r: order.get(str(r["path"]), len(order))))
+    finally:
+        writer.close()
+    for part in parts:
+        part.unlink()
+    return len(new)
 
 
 def _check_suffix(path: Path) -> None:
@@ -454,32 +464,3 @@ class RowWriter:
 
     def close(self) -> None:
         self.fh.close()
-
-
-def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
-    """CSV or JSONL by the output's suffix."""
-    _check_suffix(path)
-    writer = RowWriter(path)
-    try:
-        writer.write(rows)
-    finally:
-        writer.close()
-
-
-class _Bar:
-    def __init__(self, total: int) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.p = Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        self.t = self.p.add_task("score", total=total)
-        self.p.start()
-
-    def advance(self, n: int) -> None:
-        self.p.advance(self.t, n)
-
-    def close(self) -> None:
-        self.p.stop()
-
-
-def _bar(enabled: bool, total: int) -> _Bar | None:
-    return _Bar(total) if enabled else None

@@ -15,7 +15,10 @@ Endpoints (errors are always ``{"error": code, "message": text}``):
 
 Every image walks the detector's own path: ``decode_image`` on the uploaded bytes (format by
 content, pixel limit checked before decoding) → ``build_transform(preprocess_config(),
-train=False)`` → the dynamic batcher → ``sigmoid(logit)``. Uploads are held in memory only
+train=False)`` → the dynamic batcher → the shared :class:`aigi.inference.Predictor`
+(the same folding, device, dtype and float64 sigmoid as ``eval``/``detect``; a non-finite
+score is that image's error, never a verdict). With an abstain band (``calibration.json``
+or ``band_width``) a verdict may be ``uncertain``. Uploads are held in memory only
 (:mod:`aigi.serve.uploads`).
 """
 
@@ -23,13 +26,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import secrets
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 from typing import Any, AsyncIterator
 
 import torch
@@ -41,9 +44,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..data.io import ImageDecodeError, decode_image
-from ..data.transforms import build_transform
-from ..detectors.base import Detector, load_detector
-from ..evaluate.runner import CALIBRATION_NAME, resolve_threshold
+from ..detectors.base import Detector
+from ..detectors.folder import open_model, side_files
+from ..inference.predictor import NON_FINITE, Predictor
 from .batching import DynamicBatcher, Overloaded
 from .errors import ApiError
 from .heatmap import crop_boxes, crops
@@ -56,17 +59,13 @@ PAGE_CSP = (
     "img-src 'self' blob: data:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
     "frame-ancestors 'none'"
 )
-_SIDE_FILES = {
-    "training": "training.json",
-    "metrics": os.path.join("eval", "metrics.json"),
-    "calibration": CALIBRATION_NAME,
-    "conversion": "conversion.json",
-}
+_SIDE_FILES = side_files()
 
 
 # -- response models (they also document the API in /openapi.json) -----------------------
 class ImageError(BaseModel):
-    reason: str = Field(description="empty, not_an_image, truncated, too_large, unreadable or preprocess_failed")
+    reason: str = Field(description="empty, not_an_image, truncated, too_large, unreadable, preprocess_failed "
+                                    "or non_finite_score")
     message: str
 
 
@@ -74,8 +73,9 @@ class ImageResult(BaseModel):
     index: int = Field(description="position of the file in the request")
     filename: str
     ok: bool
-    p_fake: float | None = Field(None, description="P(fake) = sigmoid(logit)")
-    verdict: str | None = Field(None, description="label 1 (fake) when p_fake >= threshold, else label 0")
+    p_fake: float | None = Field(None, description="P(fake) = sigmoid(logit), in float64, not rounded")
+    verdict: str | None = Field(None, description="label 1 (fake) when p_fake >= threshold (or the band's high "
+                                "edge), label 0 below it (or below the band's low edge), else 'uncertain'")
     threshold: float
     time_ms: float = Field(description="from the start of decoding this image to its score")
     width: int | None = None
@@ -83,10 +83,16 @@ class ImageResult(BaseModel):
     error: ImageError | None = None
 
 
+class Band(BaseModel):
+    low: float = Field(description="below this P(fake): label 0")
+    high: float = Field(description="at or above this P(fake): label 1; between the two: 'uncertain'")
+
+
 class DetectResponse(BaseModel):
     method: str
     threshold: float
     threshold_source: str
+    band: Band | None = Field(None, description="the abstain band, when the server has one")
     results: list[ImageResult]
     time_ms: float
 
@@ -99,7 +105,7 @@ class HeatmapResponse(BaseModel):
     rows: int
     cols: int
     boxes: list[list[int]] = Field(description="crop boxes [left, top, right, bottom], row-major")
-    scores: list[list[float]] = Field(description="P(fake) of each crop, rows x cols")
+    scores: list[list[float | None]] = Field(description="P(fake) of each crop, rows x cols (null: non-finite)")
     p_fake: float = Field(description="P(fake) of the whole image")
     verdict: str
     threshold: float
@@ -150,26 +156,28 @@ class _Prepared:
 class ServeState:
     """The loaded model with everything a request needs."""
 
-    def __init__(self, model: str | os.PathLike | Detector, settings: ServeSettings) -> None:
+    def __init__(self, model: str | os.PathLike | Detector, settings: ServeSettings,
+                 revision: str | None = None) -> None:
         self.settings = settings
-        self.model_dir = None if isinstance(model, Detector) else Path(model)
-        detector = model if isinstance(model, Detector) else load_detector(model)
+        if isinstance(model, Detector):
+            detector, self.model_dir = model, None
+        else:
+            opened = open_model(model, revision)
+            detector, self.model_dir = opened.detector, opened.folder
         base_card = detector.model_card()  # before folding: parameter counts as trained
-        self.detector = detector.for_inference().to(settings.device)
-        self.threshold, self.threshold_source = resolve_threshold(
-            self.detector, self.model_dir, calibrated=settings.calibrated
-        )
-        self.labels = tuple(self.detector.config.labels)
-        self.preprocess = self.detector.preprocess_config()
-        self.transform = build_transform(self.preprocess, train=False)
+        self.predictor = Predictor(detector, folder=self.model_dir, device=settings.device,
+                                   dtype=settings.dtype, calibrated=settings.calibrated,
+                                   band_width=settings.band_width)
+        self.detector = self.predictor.detector
+        self.threshold, self.threshold_source = self.predictor.threshold, self.predictor.threshold_source
+        self.band = self.predictor.band
+        self.labels = self.predictor.labels
+        self.preprocess = self.predictor.preprocess
+        self.transform = self.predictor.transform
         self.input_size = int(self.preprocess.size)
-        device = torch.device(settings.device)
-
-        def predict(pixels: torch.Tensor) -> torch.Tensor:
-            return torch.sigmoid(self.detector(pixels.to(device)).float()).cpu()
 
         self.batcher = DynamicBatcher(
-            predict,
+            self.predictor.probabilities,
             max_batch=settings.max_batch,
             max_wait_s=settings.batch_wait_ms / 1000.0,
             max_pending=settings.max_pending,
@@ -178,13 +186,16 @@ class ServeState:
         self.card = self._card(base_card)
 
     def verdict(self, p: float) -> str:
-        return self.labels[1] if p >= self.threshold else self.labels[0]
+        return self.predictor.verdict(p)
 
     def _card(self, card: dict[str, Any]) -> dict[str, Any]:
         card = dict(card)
         card.update(
             threshold=self.threshold,
             threshold_source=self.threshold_source,
+            band=None if self.band is None else {"low": self.band.low, "high": self.band.high},
+            device=str(self.predictor.device),
+            dtype=self.predictor.dtype,
             labels=list(self.labels),
             input_size=self.input_size,
             preprocessing=self.preprocess.model_dump(mode="json"),
@@ -227,10 +238,11 @@ class ServeState:
         return info, tensors
 
 
-def create_app(model: str | os.PathLike | Detector, settings: ServeSettings | None = None) -> FastAPI:
-    """A FastAPI app serving ``model`` (a detector folder or a loaded detector)."""
+def create_app(model: str | os.PathLike | Detector, settings: ServeSettings | None = None,
+               revision: str | None = None) -> FastAPI:
+    """A FastAPI app serving ``model`` (a detector folder, zoo:NAME, FILE.onnx, a Hub id, or a loaded detector)."""
     settings = settings or ServeSettings()
-    state = ServeState(model, settings)
+    state = ServeState(model, settings, revision)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -338,19 +350,26 @@ def create_app(model: str | os.PathLike | Detector, settings: ServeSettings | No
             ready = [p for p in prepared if p.tensor is not None]
             probs = await state.batcher.submit(ticket, [p.tensor for p in ready]) if ready else []
         t_done = time.perf_counter()
-        scores = {p.index: prob for p, prob in zip(ready, probs)}
+        scores = {}
+        for p, prob in zip(ready, probs):
+            if math.isfinite(prob):
+                scores[p.index] = prob
+            else:
+                p.error = ImageError(reason="non_finite_score",
+                                     message=f"{NON_FINITE} for {p.filename}: the model returned NaN or infinity")
         results = []
         for p in prepared:
             ok = p.index in scores
             results.append(ImageResult(
                 index=p.index, filename=p.filename, ok=ok,
-                p_fake=round(scores[p.index], 6) if ok else None,
+                p_fake=scores[p.index] if ok else None,
                 verdict=state.verdict(scores[p.index]) if ok else None,
                 threshold=state.threshold, time_ms=round(1000 * ((p.t1 or t_done) - p.t0), 3),
                 width=p.width, height=p.height, error=p.error,
             ))
-        return DetectResponse(method=state.detector.method, threshold=state.threshold,
-                              threshold_source=state.threshold_source, results=results,
+        band = None if state.band is None else Band(low=state.band.low, high=state.band.high)
+        return DetectResponse(method=state.predictor.method, threshold=state.threshold,
+                              threshold_source=state.threshold_source, band=band, results=results,
                               time_ms=round(1000 * (t_done - t_req), 3))
 
     @app.post("/v1/heatmap", dependencies=auth, response_model=HeatmapResponse, openapi_extra=_UPLOAD_BODY,
@@ -369,9 +388,12 @@ def create_app(model: str | os.PathLike | Detector, settings: ServeSettings | No
         with state.batcher.admit(len(tensors)) as ticket:
             probs = await state.batcher.submit(ticket, tensors)
         whole, cells = probs[0], probs[1:]
+        if not math.isfinite(whole):
+            raise ApiError(422, "unprocessable", f"{NON_FINITE} for {info['filename']}: the model returned NaN "
+                           "or infinity for the whole image")
         cols = info["cols"]
-        grid = [[round(p, 6) for p in cells[r * cols:(r + 1) * cols]] for r in range(info["rows"])]
-        return HeatmapResponse(**info, scores=grid, p_fake=round(whole, 6), verdict=state.verdict(whole),
+        grid = [[p if math.isfinite(p) else None for p in cells[r * cols:(r + 1) * cols]] for r in range(info["rows"])]
+        return HeatmapResponse(**info, scores=grid, p_fake=whole, verdict=state.verdict(whole),
                                threshold=state.threshold, time_ms=round(1000 * (time.perf_counter() - t0), 3))
 
     return app

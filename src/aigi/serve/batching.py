@@ -196,7 +196,7 @@ class DynamicBatcher:
         t0 = time.perf_counter()
         with torch.inference_mode():
             probs = self.predict(pixels)
-        return probs.float().reshape(-1).tolist(), time.perf_counter() - t0
+        return probs.double().reshape(-1).tolist(), time.perf_counter() - t0  # float64: P(fake) as computed
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

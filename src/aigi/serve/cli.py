@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
 import typer
@@ -13,14 +12,20 @@ def register(app: typer.Typer) -> None:
 
     @app.command("serve")
     def serve(
-        model: Path = typer.Option(..., "--model", "-m", help="detector folder"),
+        model: str = typer.Option(..., "--model", "-m",
+                                  help="detector folder, zoo:NAME, FILE.onnx or a Hugging Face Hub id user/repo"),
+        revision: Optional[str] = typer.Option(None, "--revision", help="Hub revision (with a Hub id)"),
         host: Optional[str] = typer.Option(None, help="interface to listen on (default 127.0.0.1)"),
         port: Optional[int] = typer.Option(None, help="TCP port (default 8000)"),
         token: Optional[str] = typer.Option(
             None, help="require 'Authorization: Bearer TOKEN' on /v1/* (or set AIGI_SERVE_TOKEN)"
         ),
         calibrated: bool = typer.Option(
-            False, "--calibrated", help="use the threshold in the model folder's calibration.json"
+            False, "--calibrated",
+            help="use the model folder's calibration.json (threshold, and its abstain band)"
+        ),
+        band_width: Optional[float] = typer.Option(
+            None, "--band-width", help="answer 'uncertain' when |P(fake) - threshold| is below this"
         ),
         max_upload_mb: Optional[float] = typer.Option(None, help="largest file, MiB (default 20)"),
         max_pixels: Optional[int] = typer.Option(None, help="largest image, width x height (default 40e6)"),
@@ -29,7 +34,8 @@ def register(app: typer.Typer) -> None:
         batch_wait_ms: Optional[float] = typer.Option(None, help="batching wait budget, ms (default 10)"),
         max_pending: Optional[int] = typer.Option(None, help="pending images before 503 (default 256)"),
         timeout: Optional[float] = typer.Option(None, "--timeout", help="per-request timeout, s (default 30)"),
-        device: Optional[str] = typer.Option(None, help="torch device (default cpu)"),
+        device: Optional[str] = typer.Option(None, help="auto (CUDA, then MPS, then CPU; the default), cpu, cuda, mps"),
+        dtype: Optional[str] = typer.Option(None, help="float32 (default), bfloat16 or float16 (autocast)"),
         threads: Optional[int] = typer.Option(None, help="torch threads of the model (default: half the cores)"),
     ) -> None:
         """Serve a detector: POST /v1/detect, /v1/heatmap, GET /v1/model, a web page at /.
@@ -38,6 +44,7 @@ def register(app: typer.Typer) -> None:
         (e.g. AIGI_SERVE_MAX_IMAGES=8); options given here win.
         """
         from rich.console import Console
+        from rich.text import Text
 
         console = Console(stderr=True, soft_wrap=True)  # never break a path across lines
         try:
@@ -51,9 +58,9 @@ def register(app: typer.Typer) -> None:
                 max_upload_bytes=None if max_upload_mb is None else int(max_upload_mb * MiB),
                 max_pixels=max_pixels, max_images=max_images, max_batch=max_batch,
                 batch_wait_ms=batch_wait_ms, max_pending=max_pending, request_timeout_s=timeout,
-                device=device, threads=threads,
+                device=device, dtype=dtype, band_width=band_width, threads=threads,
             )
-            web = create_app(model, settings)
+            web = create_app(model, settings, revision)
         except (ValueError, FileNotFoundError, KeyError, OSError) as err:
             console.print(f"[bold red]error:[/] {err}")
             raise typer.Exit(1)
@@ -61,6 +68,9 @@ def register(app: typer.Typer) -> None:
             console.print(f"[yellow]warning:[/] listening on {settings.host} without a token: "
                           "anyone who can reach this port can use the model (pass --token)")
         state = web.state.aigi
-        console.print(f"serving {state.detector.method} from {model} at http://{settings.host}:{settings.port}/ "
-                      f"(threshold {state.threshold:.4g} from {state.threshold_source})")
+        band = "" if state.band is None else f", uncertain in [{state.band.low:.4g}, {state.band.high:.4g})"
+        console.print(f"serving {state.predictor.method} from ", Text(str(model)),
+                      f" at http://{settings.host}:{settings.port}/ on {state.predictor.device} "
+                      f"({state.predictor.dtype}; threshold {state.threshold:.4g} from {state.threshold_source}{band})",
+                      sep="")
         uvicorn.run(web, host=settings.host, port=settings.port, log_level="info", access_log=False)

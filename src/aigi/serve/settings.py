@@ -8,7 +8,7 @@ and an explicit value (a ``aigi serve`` option or a keyword of :meth:`ServeSetti
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -45,7 +45,11 @@ class ServeSettings(BaseModel):
     calibrated: bool = Field(
         False, description="use the threshold in the model folder's calibration.json"
     )
-    device: str = Field("cpu", description="torch device of the model")
+    device: str = Field("auto", description="torch device of the model: auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="compute dtype (autocast)")
+    band_width: float | None = Field(
+        None, ge=0.0, le=0.5, description="answer 'uncertain' when |P(fake) - threshold| is below this"
+    )
     threads: int | None = Field(
         None, ge=1, description="torch intra-op threads of the model thread (None: half the CPU cores)"
     )
