@@ -49,8 +49,8 @@ def _png_with_size(width: int, height: int) -> bytes:
 # --------------------------------------------------------------------------- to_rgb
 
 
-def test_default_max_pixels_is_pillows_default():
-    assert DEFAULT_MAX_PIXELS == 89_478_485
+def test_default_max_pixels_is_the_one_limit():
+    assert DEFAULT_MAX_PIXELS == 40_000_000
 
 
 def test_rgb_is_returned_unchanged(make_rgb):

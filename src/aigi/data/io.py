@@ -10,7 +10,16 @@ Every image that enters the toolkit goes through :func:`decode_image`:
   ``Image.MAX_IMAGE_PIXELS``;
 * the pixel data is fully loaded inside the call, so truncated or corrupt
   files fail here with :class:`ImageDecodeError` instead of later, silently;
-  Pillow's ``ImageFile.LOAD_TRUNCATED_IMAGES`` is never turned on;
+  Pillow's ``ImageFile.LOAD_TRUNCATED_IMAGES`` is never turned on (and is turned
+  back off, with a warning, if another module turned it on);
+* JPEG data that ends early is caught although libjpeg would hide it: when
+  its coded data hits a marker (an appended end marker, the next file) before
+  the last block, libjpeg only warns -- Pillow drops the warning -- and fills
+  the rest flat. Sequential JPEGs are therefore decoded with their end marker
+  replaced by a few padding bytes: a complete scan never reads them, a short
+  one runs out of data and Pillow reports it (a cut within the last one or two
+  blocks can still pass). Progressive JPEGs are checked to carry every scan
+  their coefficients need (a cut inside the last scan can still pass);
 * EXIF orientation is applied; animated images give their first frame;
 * ``draft_size`` (off by default) lets a JPEG be decoded at 1/2, 1/4 or 1/8
   scale by libjpeg's DCT scaling (Pillow's ``Image.draft``) as long as both
@@ -42,13 +51,14 @@ from __future__ import annotations
 
 import io as _io
 import os
+import re
 import struct
 import warnings
 import zlib
 from typing import Final
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -59,8 +69,10 @@ __all__ = [
     "to_rgb",
 ]
 
-#: Pillow's own default ``Image.MAX_IMAGE_PIXELS`` (about 89.5 megapixels).
-DEFAULT_MAX_PIXELS: Final[int] = 89_478_485
+#: The largest image every path accepts (detect, eval, train, bench, serve), width x height,
+#: checked from the header before decoding. 40 megapixels holds every camera and generator
+#: output in use (a 7,300 x 5,475 photo) while a decoded RGB image stays under 120 MB.
+DEFAULT_MAX_PIXELS: Final[int] = 40_000_000
 
 #: The reasons an :class:`ImageDecodeError` can carry.
 DECODE_ERROR_REASONS: Final[tuple[str, ...]] = (
@@ -94,6 +106,111 @@ _HEIF_BRANDS: Final[frozenset[bytes]] = frozenset(
 )  # fmt: skip
 
 _plugins_registered = False
+
+# -- JPEG completeness ------------------------------------------------------------------
+_JPEG_SOI: Final[bytes] = b"\xff\xd8\xff"
+#: the end of a scan's entropy-coded data: 0xFF (plus fill 0xFFs) followed by a marker that
+#: is neither a stuffed zero nor a restart marker
+_JPEG_SCAN_END: Final = re.compile(rb"\xff+[^\x00\xff\xd0-\xd7]")
+#: bytes that replace the end marker of a sequential JPEG: more than libjpeg ever reads ahead
+_JPEG_PAD: Final[bytes] = b"\x00" * 16
+_SOF_SEQUENTIAL: Final[frozenset[int]] = frozenset({0xC0, 0xC1})
+_SOF_PROGRESSIVE: Final[int] = 0xC2
+_SOF_OTHER: Final[frozenset[int]] = frozenset({0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+
+
+def _jpeg_checked(data: bytes, label: str) -> bytes:
+    """``data`` ready for Pillow, or :class:`ImageDecodeError` when the JPEG is visibly short.
+
+    Walks the marker segments (headers only; entropy-coded data is skipped with a regex).
+    Sequential single-scan JPEGs come back with everything from the marker that ends their
+    coded data replaced by :data:`_JPEG_PAD`, so that data ending early makes libjpeg ask
+    for more and Pillow raise "truncated" instead of filling the image flat. Progressive
+    JPEGs must have every coefficient of every component refined to its last bit
+    (successive approximation ``Al = 0``). Anything the walk does not understand (lossless,
+    arithmetic, hierarchical, odd structure) is returned unchanged for Pillow to judge.
+    """
+    n = len(data)
+    pos = 2
+    sof: int | None = None
+    components: list[int] = []
+    scans: list[tuple[list[int], int, int, int, int]] = []  # (components, Ss, Se, Ah, Al)
+    scan_end: int | None = None
+    while pos + 1 < n:
+        if data[pos] != 0xFF:
+            return data  # not where a marker should be: leave it to Pillow
+        while pos + 1 < n and data[pos + 1] == 0xFF:  # fill bytes
+            pos += 1
+        if pos + 1 >= n:
+            break
+        marker = data[pos + 1]
+        if marker == 0xD9:  # EOI
+            break
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:
+            pos += 2
+            continue
+        if pos + 4 > n:
+            break
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        seg = data[pos + 4 : pos + 2 + length]
+        if length < 2 or len(seg) < length - 2:
+            return data
+        if marker in _SOF_SEQUENTIAL or marker == _SOF_PROGRESSIVE:
+            if sof is not None or len(seg) < 6:
+                return data
+            sof = marker
+            components = [seg[6 + 3 * i] for i in range(seg[5]) if 6 + 3 * i < len(seg)]
+        elif marker in _SOF_OTHER:
+            return data
+        elif marker == 0xDA:  # SOS
+            ns = seg[0] if seg else 0
+            if len(seg) < 1 + 2 * ns + 3:
+                return data
+            ss, se, ahal = seg[1 + 2 * ns], seg[2 + 2 * ns], seg[3 + 2 * ns]
+            scans.append(([seg[1 + 2 * i] for i in range(ns)], ss, se, ahal >> 4, ahal & 15))
+            found = _JPEG_SCAN_END.search(data, pos + 2 + length)
+            scan_end = found.start() if found else n
+            pos = scan_end
+            continue
+        pos += 2 + length
+    if sof is None or not scans or not components:
+        return data
+    if sof in _SOF_SEQUENTIAL:
+        if len(scans) == 1 and sorted(scans[0][0]) == sorted(components) and scan_end is not None:
+            return data[:scan_end] + _JPEG_PAD
+        missing = set(components) - {c for sc in scans for c in sc[0]}
+        if missing:
+            raise ImageDecodeError(label, "truncated", f"JPEG has no scan for component(s) {sorted(missing)}")
+        return data
+    # progressive: the lowest bit reached for each (component, coefficient)
+    low: dict[int, list[int | None]] = {c: [None] * 64 for c in components}
+    for comps, ss, se, _ah, al in scans:
+        for c in comps:
+            if c in low:
+                for k in range(ss, min(se, 63) + 1):
+                    low[c][k] = al
+    for c, bits in low.items():
+        short = [k for k, al in enumerate(bits) if al != 0]
+        if short:
+            raise ImageDecodeError(
+                label,
+                "truncated",
+                f"progressive JPEG ends after {len(scans)} scan(s): coefficient(s) {short[0]}..{short[-1]} "
+                f"of component {c} never reach full precision",
+            )
+    return data
+
+
+def _guard_truncated_loading() -> None:
+    """Turn Pillow's ``LOAD_TRUNCATED_IMAGES`` back off if some other code turned it on."""
+    if ImageFile.LOAD_TRUNCATED_IMAGES:
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+        warnings.warn(
+            "PIL.ImageFile.LOAD_TRUNCATED_IMAGES was turned on by another module; aigi turned it "
+            "off again, because it makes truncated images decode silently",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 class ImageDecodeError(ValueError):
@@ -199,11 +316,15 @@ def decode_image(
                                    or draft_size <= 0):
         raise ValueError(f"draft_size must be a positive int or None, got {draft_size!r}")
     _register_plugins()
+    _guard_truncated_loading()
     if isinstance(source, (bytes, bytearray, memoryview)):
         label = name if name is not None else "<bytes>"
         data = bytes(source)
         if not data:
             raise ImageDecodeError(label, "empty", "0 bytes")
+        if data.startswith(_JPEG_SOI):
+            return _decode_stream(_io.BytesIO(_jpeg_checked(data, label)), data[:16], label, max_pixels,
+                                  draft_size, jpeg=True)
         return _decode_stream(_io.BytesIO(data), data[:16], label, max_pixels, draft_size)
 
     path = os.fspath(source)
@@ -216,6 +337,9 @@ def decode_image(
             raise ImageDecodeError(label, "empty", "0 bytes")
         with open(path, "rb") as fh:
             head = fh.read(16)
+            if head.startswith(_JPEG_SOI):
+                data = _jpeg_checked(head + fh.read(), label)
+                return _decode_stream(_io.BytesIO(data), head, label, max_pixels, draft_size, jpeg=True)
             fh.seek(0)
             return _decode_stream(fh, head, label, max_pixels, draft_size)
     except OSError as exc:
@@ -223,14 +347,19 @@ def decode_image(
 
 
 def _decode_stream(
-    fp, head: bytes, label: str, max_pixels: int | None, draft_size: int | None = None
+    fp, head: bytes, label: str, max_pixels: int | None, draft_size: int | None = None,
+    jpeg: bool = False,
 ) -> Image.Image:
-    """Open, size-check, (draft,) load, orient and RGB-convert one image stream."""
+    """Open, size-check, (draft,) load, orient and RGB-convert one image stream.
+
+    ``jpeg``: the stream went through :func:`_jpeg_checked` (its tail may be padding), so it
+    is opened as plain JPEG (an MPO's later frames are gone) and a failure is "truncated".
+    """
     with warnings.catch_warnings():
         # Our own max_pixels decides; Pillow's soft warning would be noise.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
-            img = Image.open(fp)
+            img = Image.open(fp, formats=["JPEG"] if jpeg else None)
         except Image.DecompressionBombError as exc:
             raise ImageDecodeError(label, "too_large", f"Pillow's hard limit: {exc}") from exc
         except UnidentifiedImageError as exc:
@@ -258,6 +387,8 @@ def _decode_stream(
                 img.load()
             except Exception as exc:
                 reason, detail = _classify_load_error(exc)
+                if jpeg and reason == "truncated":
+                    detail += "; the JPEG's coded data ends before its last block"
                 raise ImageDecodeError(label, reason, detail) from exc
             try:
                 oriented = ImageOps.exif_transpose(img)

@@ -12,6 +12,14 @@ Supported layouts (see :func:`load_samples` for the exact rules):
 Files are never filtered by extension: every regular, non-hidden file inside a
 label folder is a sample, and files that do not decode are reported by the
 dataset later. Labels: 0 real, 1 fake, ``None`` unknown.
+
+One walker (:func:`walk_files`) lists folders for every command: it follows
+symbolic links, cuts loops on ``(st_dev, st_ino)`` and reports them, reports
+broken links, folders it cannot list and things that are not regular files
+(each as ``(path, message)`` in a ``skipped`` list the caller passes), and counts
+a file reached twice once. In a label folder, a file reached through a link into
+another label folder counts only under the label of the folder it really is in.
+:func:`collect_images` is the file discovery of ``aigi detect``.
 """
 
 from __future__ import annotations
@@ -19,19 +27,35 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import stat
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from .names import name_to_text, text_to_name
+
 __all__ = [
+    "IMAGE_SUFFIXES",
     "LAYOUTS",
     "LayoutError",
     "Sample",
+    "Skipped",
+    "collect_images",
     "detect_layout",
     "load_samples",
     "subsets_of",
+    "walk_files",
 ]
+
+#: ``(path, message)`` of a file or folder that could not be taken; the message names it.
+Skipped = tuple[str, str]
+
+#: extensions ``collect_images`` takes from a folder without sniffing; other files are sniffed
+IMAGE_SUFFIXES: Final[frozenset[str]] = frozenset(
+    {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif",
+     ".avif", ".jfif", ".ppm", ".pgm"}
+)
 
 LAYOUTS: Final[tuple[str, ...]] = ("subsets", "progan", "genimage", "manifest")
 
@@ -73,12 +97,25 @@ def _is_hidden(name: str) -> bool:
     return name.startswith(".")
 
 
-def _subdirs(path: Path) -> list[os.DirEntry]:
-    """Non-hidden child directories (symlinks followed), sorted by name."""
+def _report(skipped: list[Skipped] | None, path: str | os.PathLike[str], what: str) -> None:
+    if skipped is not None:
+        skipped.append((str(path), f"cannot read {name_to_text(path)}: {what}"))
+
+
+def _os_reason(exc: OSError) -> str:
+    return exc.strerror or type(exc).__name__
+
+
+def _subdirs(path: Path, skipped: list[Skipped] | None = None) -> list[os.DirEntry]:
+    """Non-hidden child directories (symlinks followed), sorted by name.
+
+    A folder that cannot be listed is reported in ``skipped`` (when given).
+    """
     try:
         with os.scandir(path) as it:
             entries = [e for e in it if not _is_hidden(e.name) and e.is_dir(follow_symlinks=True)]
-    except OSError:
+    except OSError as exc:
+        _report(skipped, path, f"cannot list folder ({_os_reason(exc)})")
         return []
     return sorted(entries, key=lambda e: e.name)
 
@@ -88,6 +125,7 @@ def _find_dirs(
     match: Callable[[Path], bool],
     max_depth: int | None = None,
     prune: Callable[[Path], bool] | None = None,
+    skipped: list[Skipped] | None = None,
 ) -> list[Path]:
     """Directories below ``root`` (not root itself) for which ``match(path)`` holds.
 
@@ -106,7 +144,7 @@ def _find_dirs(
         if real in seen:
             return
         seen.add(real)
-        for entry in _subdirs(folder):
+        for entry in _subdirs(folder, skipped):
             child = Path(entry.path)
             if match(child):
                 found.append(child)
@@ -119,16 +157,113 @@ def _find_dirs(
     return sorted(found)
 
 
-def _files_below(folder: Path) -> Iterator[Path]:
-    """Every regular non-hidden file below ``folder`` (recursive, hidden dirs skipped)."""
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = [d for d in dirnames if not _is_hidden(d)]
-        for fname in filenames:
-            if _is_hidden(fname):
+def _real_ancestors(folder: str) -> set[tuple[int, int]]:
+    """``(st_dev, st_ino)`` of ``folder`` and of every folder above its real location."""
+    keys: set[tuple[int, int]] = set()
+    real = os.path.realpath(folder)
+    while True:
+        try:
+            st = os.stat(real)
+            keys.add((st.st_dev, st.st_ino))
+        except OSError:
+            pass
+        parent = os.path.dirname(real)
+        if parent == real:
+            return keys
+        real = parent
+
+
+def _real_label(path: str, label_dirs: Mapping[str, int]) -> int | None:
+    """The label of the nearest label-named folder above ``path``'s real location, if any."""
+    real = os.path.dirname(os.path.realpath(path))
+    while True:
+        name = os.path.basename(real)
+        if name in label_dirs:
+            return label_dirs[name]
+        parent = os.path.dirname(real)
+        if parent == real:
+            return None
+        real = parent
+
+
+def walk_files(
+    top: str | os.PathLike[str],
+    skipped: list[Skipped] | None = None,
+    *,
+    label_dirs: Mapping[str, int] | None = None,
+    seen: set[tuple[int, int]] | None = None,
+) -> list[Path]:
+    """Every regular, non-hidden file below ``top``, in walk order (sorted names, files of a
+    folder before its subfolders); hidden folders are skipped, symbolic links followed.
+
+    Reported in ``skipped`` as ``(path, message)``: a folder that cannot be listed, a
+    broken link, a link that loops back to a folder above it (not followed), anything
+    that is not a regular file or folder (FIFOs, devices, sockets: opening one could
+    block). A folder or file reached twice (two links) is taken once; ``seen`` (file
+    ``(st_dev, st_ino)`` keys) extends that across calls. With ``label_dirs`` (label
+    folder name -> label, ``top`` being such a folder), a file reached through a link
+    whose real location is in a label folder of another label is left out here: it
+    counts under the folder it really is in.
+    """
+    top_path = Path(top)
+    try:
+        st = os.stat(top_path)
+    except OSError as exc:
+        what = "broken symbolic link" if os.path.islink(top_path) else f"cannot open folder ({_os_reason(exc)})"
+        _report(skipped, top_path, what)
+        return []
+    if not stat.S_ISDIR(st.st_mode):
+        _report(skipped, top_path, "not a folder")
+        return []
+    own_label = None if label_dirs is None else label_dirs.get(top_path.name)
+    files: list[Path] = []
+    seen_files = seen if seen is not None else set()
+    seen_dirs = {(st.st_dev, st.st_ino)}
+    # (folder, its ancestors' keys, reached through a link)
+    stack: list[tuple[Path, frozenset[tuple[int, int]], bool]] = [
+        (top_path, frozenset(_real_ancestors(os.fspath(top_path))), False)
+    ]
+    while stack:
+        folder, ancestors, via_link = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            _report(skipped, folder, f"cannot list folder ({_os_reason(exc)})")
+            continue
+        below: list[tuple[Path, frozenset[tuple[int, int]], bool]] = []
+        for entry in entries:
+            if _is_hidden(entry.name):
                 continue
-            full = Path(dirpath) / fname
-            if full.is_file():
-                yield full
+            path = Path(entry.path)
+            try:
+                is_link = entry.is_symlink()
+                est = os.stat(entry.path)  # follows links
+            except OSError as exc:
+                if os.path.islink(entry.path) and not os.path.exists(entry.path):
+                    _report(skipped, path, "broken symbolic link (its target does not exist)")
+                else:
+                    _report(skipped, path, f"cannot stat ({_os_reason(exc)})")
+                continue
+            key = (est.st_dev, est.st_ino)
+            if stat.S_ISDIR(est.st_mode):
+                if key in ancestors:
+                    _report(skipped, path, "symbolic link loop: it leads back to a folder above it (not followed)")
+                elif key not in seen_dirs:
+                    seen_dirs.add(key)
+                    below.append((path, ancestors | {key}, via_link or is_link))
+            elif stat.S_ISREG(est.st_mode):
+                if key in seen_files:
+                    continue
+                if (own_label is not None and (via_link or is_link)
+                        and _real_label(entry.path, label_dirs or {}) not in (None, own_label)):
+                    continue  # really in a label folder of the other label: counted there
+                seen_files.add(key)
+                files.append(path)
+            else:
+                _report(skipped, path, "not a regular file (a FIFO, device or socket)")
+        stack.extend(reversed(below))
+    return files
 
 
 def _is_subset_label_dir(path: Path) -> bool:
@@ -202,7 +337,11 @@ def _first_component(path: Path, base: Path) -> str:
 
 
 def _label_dir_samples(
-    label_dirs: Iterable[Path], base: Path, labels: dict[str, int], with_generator: bool
+    label_dirs: Iterable[Path],
+    base: Path,
+    labels: dict[str, int],
+    with_generator: bool,
+    skipped: list[Skipped] | None = None,
 ) -> list[Sample]:
     samples: list[Sample] = []
     for folder in label_dirs:
@@ -215,20 +354,21 @@ def _label_dir_samples(
         else:
             subset = _first_component(folder, base)
         generator = subset if with_generator else None
-        for file in _files_below(folder):
+        for file in walk_files(folder, skipped, label_dirs=labels):
             samples.append(Sample(path=file, label=label, subset=subset, generator=generator))
     return samples
 
 
-def _load_subsets(root: Path) -> list[Sample]:
+def _load_subsets(root: Path, skipped: list[Skipped] | None = None) -> list[Sample]:
     return _label_dir_samples(
-        _find_dirs(root, _is_subset_label_dir), root, _SUBSET_LABELS, with_generator=False
+        _find_dirs(root, _is_subset_label_dir, skipped=skipped), root, _SUBSET_LABELS,
+        with_generator=False, skipped=skipped,
     )
 
 
-def _load_genimage(root: Path, split: str) -> list[Sample]:
-    dirs = _find_dirs(root, lambda p: _is_genimage_label_dir(p, (split,)))
-    return _label_dir_samples(dirs, root, _GENIMAGE_LABELS, with_generator=True)
+def _load_genimage(root: Path, split: str, skipped: list[Skipped] | None = None) -> list[Sample]:
+    dirs = _find_dirs(root, lambda p: _is_genimage_label_dir(p, (split,)), skipped=skipped)
+    return _label_dir_samples(dirs, root, _GENIMAGE_LABELS, with_generator=True, skipped=skipped)
 
 
 def _progan_base(root: Path) -> Path:
@@ -262,13 +402,26 @@ def _opt_str(value: object) -> str | None:
     return text or None
 
 
-def _manifest_sample(row: dict[str, object], base: Path, where: str) -> Sample:
+def _inside(path: Path, base: Path) -> bool:
+    """Whether ``path`` is ``base`` or below it, by the names alone (``..`` resolved, links not)."""
+    p = os.path.normpath(os.path.abspath(path))
+    b = os.path.normpath(os.path.abspath(base))
+    return p == b or p.startswith(b.rstrip(os.sep) + os.sep)
+
+
+def _manifest_sample(row: dict[str, object], base: Path, where: str, allow_outside: bool = False) -> Sample:
     raw_path = _opt_str(row.get("path"))
     if raw_path is None:
         raise LayoutError(f"{where}: empty path")
-    path = Path(os.path.expanduser(raw_path))
+    path = Path(os.path.expanduser(text_to_name(raw_path)))
     if not path.is_absolute():
         path = base / path
+    if not allow_outside and not _inside(path, base):
+        raise LayoutError(
+            f"{where}: path {name_to_text(raw_path)!r} is outside the manifest's folder "
+            f"{name_to_text(base)}; manifests may only name files below their own folder "
+            f"(pass --allow-outside, or allow_outside=True, if this is intended)"
+        )
     label = _parse_label(row.get("label"), where)
     generator = _opt_str(row.get("generator"))
     subset = _opt_str(row.get("subset")) or generator or "all"
@@ -295,10 +448,11 @@ def _check_columns(columns: Iterable[str], source: Path, where: str) -> None:
         )
 
 
-def _load_csv(manifest: Path) -> list[Sample]:
+def _load_csv(manifest: Path, allow_outside: bool = False) -> list[Sample]:
     base = manifest.parent
     samples: list[Sample] = []
-    with open(manifest, newline="", encoding="utf-8-sig") as fh:
+    # surrogateescape: a path column holding raw non-UTF-8 bytes names exactly that file
+    with open(manifest, newline="", encoding="utf-8-sig", errors="surrogateescape") as fh:
         reader = csv.reader(fh)
         try:
             header = next(reader)
@@ -312,14 +466,14 @@ def _load_csv(manifest: Path) -> list[Sample]:
                 continue
             if len(row) != len(columns):
                 raise LayoutError(f"{where}: expected {len(columns)} fields, got {len(row)}")
-            samples.append(_manifest_sample(dict(zip(columns, row)), base, where))
+            samples.append(_manifest_sample(dict(zip(columns, row)), base, where, allow_outside))
     return samples
 
 
-def _load_jsonl(manifest: Path) -> list[Sample]:
+def _load_jsonl(manifest: Path, allow_outside: bool = False) -> list[Sample]:
     base = manifest.parent
     samples: list[Sample] = []
-    with open(manifest, encoding="utf-8-sig") as fh:
+    with open(manifest, encoding="utf-8-sig", errors="surrogateescape") as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
@@ -332,7 +486,7 @@ def _load_jsonl(manifest: Path) -> list[Sample]:
                 raise LayoutError(f"{where}: expected a JSON object, got {type(obj).__name__}")
             row = {str(k).strip().lower(): v for k, v in obj.items()}
             _check_columns(row.keys(), manifest, f": line {lineno}")
-            samples.append(_manifest_sample(row, base, where))
+            samples.append(_manifest_sample(row, base, where, allow_outside))
     return samples
 
 
@@ -340,6 +494,9 @@ def load_samples(
     root: str | os.PathLike[str],
     layout: str = "auto",
     split: str | None = None,
+    *,
+    skipped: list[Skipped] | None = None,
+    allow_outside: bool = False,
 ) -> list[Sample]:
     """List the labelled images under ``root`` in a deterministic order.
 
@@ -362,10 +519,15 @@ def load_samples(
       generator, else "all".
 
     For subsets and progan a ``split`` selects the ``root/<split>`` folder.
-    Manifests take no ``split``. Raises :class:`LayoutError` when the layout
-    does not match, a manifest row is bad (with its line number), or no image
-    is found.
+    Manifests take no ``split``; their paths (text form of
+    :mod:`aigi.data.names`) must lie below the manifest's folder unless
+    ``allow_outside``. Folders that cannot be listed, broken links, link loops
+    and non-regular files are appended to ``skipped`` as ``(path, message)``
+    (see :func:`walk_files`); pass a list to learn about them. Raises
+    :class:`LayoutError` when the layout does not match, a manifest row is bad
+    (with its line number), or no image is found.
     """
+    found_skipped: list[Skipped] = []
     root = Path(root)
     if layout == "auto":
         layout = detect_layout(root)
@@ -379,9 +541,9 @@ def load_samples(
             raise LayoutError(f"manifest {root} is not a file")
         suffix = root.suffix.lower()
         if suffix == ".csv":
-            samples = _load_csv(root)
+            samples = _load_csv(root, allow_outside)
         elif suffix == ".jsonl":
-            samples = _load_jsonl(root)
+            samples = _load_jsonl(root, allow_outside)
         else:
             raise LayoutError(f"manifest {root} must end in .csv or .jsonl")
         if not samples:
@@ -395,7 +557,7 @@ def load_samples(
         chosen = "val" if split is None else split
         if chosen not in _GENIMAGE_SPLITS:
             raise LayoutError(f"genimage split must be 'train' or 'val', got {split!r}")
-        samples = _load_genimage(root, chosen)
+        samples = _load_genimage(root, chosen, found_skipped)
         what = f"{chosen}/{{ai,nature}}/ folders"
     else:
         base = root
@@ -405,13 +567,18 @@ def load_samples(
                 raise LayoutError(f"split folder {base} does not exist; found: {_preview(root)}")
         if layout == "progan":
             base = _progan_base(base)
-        samples = _load_subsets(base)
+        samples = _load_subsets(base, found_skipped)
         what = "0_real/ or 1_fake/ folders"
 
+    if skipped is not None:
+        skipped.extend(found_skipped)
     if not samples:
+        unread = ""
+        if found_skipped:
+            unread = f"; {len(found_skipped)} could not be read, e.g. {found_skipped[0][1]}"
         raise LayoutError(
             f"no images found under {root} for layout {layout!r}: looked for files in "
-            f"{what}; found: {_preview(root)}"
+            f"{what}; found: {_preview(root)}{unread}"
         )
     samples.sort(key=lambda s: str(s.path))
     return samples
@@ -420,3 +587,49 @@ def load_samples(
 def subsets_of(samples: Iterable[Sample]) -> list[str]:
     """The sorted unique subset names of ``samples``."""
     return sorted({s.subset for s in samples})
+
+
+def collect_images(
+    paths: Iterable[str | os.PathLike[str]],
+    skipped: list[Skipped] | None = None,
+) -> tuple[list[Path], list[Skipped]]:
+    """The files of ``aigi detect``: files named directly, and images found in folders.
+
+    A file named directly is always taken (if it cannot be read, decoding reports it like
+    any other). In folders (walked by :func:`walk_files`), files with an image extension
+    are taken and other files only when their content sniffs as an image, so a README
+    beside the photos is ignored without a word. A file reached twice is taken once.
+    Returns ``(files, skipped)``: ``skipped`` lists, as ``(path, message)``, paths that do
+    not exist or cannot be looked at, folders that cannot be listed, broken links, link
+    loops and non-regular files (extending the list passed in, if any).
+    """
+    from .io import sniff_is_image
+
+    out_skipped = skipped if skipped is not None else []
+    files: list[Path] = []
+    seen: set[tuple[int, int]] = set()
+    for raw in paths:
+        p = Path(raw)
+        try:
+            st = os.stat(p)
+        except OSError as exc:
+            if os.path.islink(p):
+                what = "broken symbolic link (its target does not exist)"
+            elif isinstance(exc, FileNotFoundError):
+                what = "no such file or folder"
+            else:
+                what = f"cannot look at it ({_os_reason(exc)})"
+            _report(out_skipped, p, what)
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            for f in walk_files(p, out_skipped, seen=seen):
+                if f.suffix.lower() in IMAGE_SUFFIXES or sniff_is_image(f):
+                    files.append(f)
+        elif stat.S_ISREG(st.st_mode):
+            key = (st.st_dev, st.st_ino)
+            if key not in seen:
+                seen.add(key)
+                files.append(p)
+        else:
+            _report(out_skipped, p, "not a regular file (a FIFO, device or socket)")
+    return files, out_skipped
