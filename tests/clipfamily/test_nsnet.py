@@ -1,8 +1,10 @@
-"""NS-Net: the projector P, the caption bank, the loss, and P's save/reload."""
+"""NS-Net: the projector P (fitted once, or from the caption bank), the loss, and P's save/reload."""
 
 from __future__ import annotations
 
+import logging
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,7 +12,13 @@ import torch.nn.functional as F
 
 import aigi
 from aigi.detectors import load_detector
-from aigi.layers.nullspace import SemanticNullSpace, semantic_basis, semantic_projector
+from aigi.layers.nullspace import (
+    SemanticNullSpace,
+    caption_gram,
+    null_space_projector,
+    semantic_basis,
+    semantic_projector,
+)
 from aigi.layers.supcon import supcon_loss
 
 
@@ -63,7 +71,7 @@ def test_bank_is_a_ring_buffer_of_the_newest_rows():
 
 
 def test_nsnet_training_refits_p_and_reload_is_identical(tmp_path):
-    model = aigi.create_detector("nsnet", backbone="tiny", k=2, bank_size=16)
+    model = aigi.create_detector("nsnet", backbone="tiny", k=2, bank_size=16, projection="bank")
     assert torch.equal(model.nullspace.projector, torch.eye(8))
     batch = {"pixels": torch.randn(4, 3, 32, 32), "label": torch.tensor([0.0, 1.0, 0.0, 1.0]),
              "index": torch.arange(4), "caption": ["a cat", "a dog on grass", None, "a red car"]}
@@ -106,13 +114,84 @@ def test_per_batch_projection_uses_the_batch_captions():
 
 
 def test_fit_semantic_subspace_removes_the_caption_directions():
-    model = aigi.create_detector("nsnet", backbone="tiny", k=3, bank_size=32)
+    model = aigi.create_detector("nsnet", backbone="tiny", k=3, bank_size=32, projection="bank")
     captions = ["a cat", "a dog", "a cat and a dog"]
     p = model.fit_semantic_subspace(captions)
     text = F.normalize(model.text_encoder.encode(captions), dim=1)
     torch.testing.assert_close(text @ p, torch.zeros(3, 8), atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="at least one caption"):
         model.fit_semantic_subspace([])
+
+
+# ---------------------------------------------------------------- the paper's form: fitted once
+
+def test_null_space_of_all_captions_annihilates_every_one():
+    g = torch.Generator().manual_seed(0)
+    feats = torch.randn(5, 12, generator=g, dtype=torch.float64) * torch.rand(5, 1, generator=g, dtype=torch.float64)
+    gram = caption_gram(feats[:2])
+    gram = caption_gram(feats[2:], gram)  # accumulated in chunks
+    torch.testing.assert_close(gram, caption_gram(feats))
+    p, dims = null_space_projector(gram, 0.0)
+    assert dims == 12 - 5
+    torch.testing.assert_close(p, p.T, atol=0, rtol=0)
+    torch.testing.assert_close(p @ p, p, atol=1e-12, rtol=0)
+    assert float(torch.trace(p)) == pytest.approx(7.0)
+    assert (F.normalize(feats, dim=1) @ p).abs().max() < 1e-12  # every training caption: 0
+    other = torch.randn(3, 12, generator=g, dtype=torch.float64)
+    assert (other @ p).norm(dim=1).min() > 0.1  # a generic vector keeps its null-space part
+
+
+def test_near_null_space_keeps_the_energy_budget():
+    g = torch.Generator().manual_seed(1)
+    scales = torch.logspace(0, -3, 12, dtype=torch.float64)
+    feats = torch.randn(200, 12, generator=g, dtype=torch.float64) * scales  # full rank, decaying spectrum
+    gram = caption_gram(feats)
+    with pytest.raises(ValueError, match="null space is empty"):
+        null_space_projector(gram, 0.0)
+    p, dims = null_space_projector(gram, 0.01)
+    assert 0 < dims < 12
+    residual = (F.normalize(feats, dim=1) @ p).square().sum()
+    assert residual <= 0.01 * 200
+    _, more = null_space_projector(gram, 0.1)
+    assert more > dims  # a larger budget keeps more directions
+    with pytest.raises(ValueError, match=r"energy must be in \[0, 1\)"):
+        null_space_projector(gram, 1.0)
+
+
+def test_nsnet_fitted_projection_is_stored_and_not_refitted(tmp_path):
+    model = aigi.create_detector("nsnet", backbone="tiny")
+    assert model.config.projection == "fitted" and not model.nullspace.fitted_once
+    captions = ["a cat", "a dog on grass", "a red car", None]
+    dims = model.fit_null_space(captions, batch_size=3)
+    text = F.normalize(model.text_encoder.encode(["a cat", "a dog on grass", "a red car", "a photo"]), dim=1)
+    assert dims == 8 - torch.linalg.matrix_rank(text.double()).item()
+    assert (text @ model.nullspace.projector).abs().max() < 1e-5  # every training caption annihilated
+    p = model.nullspace.projector.clone()
+    batch = {"pixels": torch.randn(4, 3, 32, 32), "label": torch.tensor([0.0, 1.0, 0.0, 1.0]),
+             "index": torch.arange(4), "caption": ["a boat", "a tree", "a house", "a sky"]}
+    model.train()
+    model.training_loss(batch)["loss"].backward()
+    assert torch.equal(model.nullspace.projector, p)  # fitted once: training never refits it
+    model.save_pretrained(tmp_path / "m", adapter_only=True)
+    again = load_detector(tmp_path / "m")
+    assert torch.equal(again.nullspace.projector, p) and int(again.nullspace.null_dims) == dims
+
+
+def test_prepare_training_fits_on_the_samples_captions_and_lazy_fit_warns(caplog):
+    from aigi.data.layouts import Sample
+
+    model = aigi.create_detector("nsnet", backbone="tiny")
+    samples = [Sample(path=Path(f"{i}.png"), label=i % 2, subset="s", caption=c)
+               for i, c in enumerate(["a cat", "a dog", "a boat"])]
+    model.prepare_training(samples)
+    text = F.normalize(model.text_encoder.encode(["a cat", "a dog", "a boat"]), dim=1)
+    assert model.nullspace.fitted_once and (text @ model.nullspace.projector).abs().max() < 1e-5
+
+    lazy = aigi.create_detector("nsnet", backbone="tiny").train()
+    batch = {"pixels": torch.randn(2, 3, 32, 32), "label": torch.tensor([0.0, 1.0]), "caption": ["a cat", "a dog"]}
+    with caplog.at_level(logging.WARNING, logger="aigi"):
+        lazy.training_loss(batch)
+    assert "fitting it on this batch's 2 captions" in caplog.text and lazy.nullspace.fitted_once
 
 
 # ---------------------------------------------------------------- supervised contrastive loss

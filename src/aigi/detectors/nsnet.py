@@ -11,9 +11,20 @@ Pipeline::
     logit = fc(h)                                 Linear(768, 1)
     loss = (1 − λ) L_supcon(normalize(h), y) + λ L_bce(logit, y)
 
-Project choices (the paper leaves these open):
+Where P comes from (``projection``):
 
-* **Where P comes from.** Default ``projection="bank"``: a ring buffer of the most recent
+* ``"fitted"`` (default, the paper's form): ``P`` projects onto the null space of *all* training
+  caption features, fitted once before training and stored in the checkpoint as the buffer
+  ``nullspace.projector``. ``aigi train`` calls :meth:`NSNet.prepare_training` with the training
+  samples (only their captions are read: no image is decoded); :meth:`NSNet.fit_null_space` does
+  the same from a caption list. "Near-zero singular directions" becomes a number through
+  ``null_energy`` (our choice, default 1e-3): the kept directions hold at most that share of the
+  captions' energy (see :mod:`aigi.layers.nullspace`). A model trained without either call fits
+  on its first batch's captions and says so in the log.
+
+The two variants below are project choices (the paper leaves these open):
+
+* ``"bank"``: a ring buffer of the most recent
   ``bank_size`` caption embeddings (L2-normalised) is filled from every training batch and
   ``P`` is refitted from it after each update; ``P`` is a persistent buffer, so the saved
   detector reloads with exactly the projection it was trained with and inference needs no
@@ -21,7 +32,7 @@ Project choices (the paper leaves these open):
   (set ``refit_during_training: false`` to keep that ``P`` fixed while training).
   ``projection="batch"`` (the per-batch variant) trains with ``P`` computed from the batch's
   own captions; the bank is still filled and gives the ``P`` used at inference.
-* **k.** The exact null space of more than 768 varied captions is empty, so the top ``k``
+* **k** (variants only). The exact null space of more than 768 varied captions is empty, so the top ``k``
   directions are removed (default 32, the rank a batch of 32 captions removes in the
   per-batch formulation); ``k: null`` removes the whole numerical span (exact null space).
 * **What trains.** LoRA on q/k/v of every vision block with the settings of the same
@@ -37,6 +48,8 @@ Project choices (the paper leaves these open):
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -47,11 +60,13 @@ from torch import nn
 from ..data.transforms import PreprocessConfig
 from ..layers.captions import DEFAULT_FALLBACK, CaptionSource
 from ..layers.lora import LoRAConfig
-from ..layers.nullspace import SemanticNullSpace, semantic_projector
+from ..layers.nullspace import SemanticNullSpace, caption_gram, semantic_projector
 from ..layers.supcon import supcon_loss
 from ._clip_family import ClipFamilyDetector
 from .clip_base import ClipDetectorConfig
 from .registry import AIGI, register
+
+log = logging.getLogger("aigi")
 
 
 def patch_selection_preprocess() -> PreprocessConfig:
@@ -62,9 +77,12 @@ def patch_selection_preprocess() -> PreprocessConfig:
 class NSNetConfig(ClipDetectorConfig):
     preprocess: PreprocessConfig = Field(default_factory=patch_selection_preprocess)
     k: int | None = Field(32, ge=0, description="semantic directions removed (top-k); null = the whole caption span")
-    projection: Literal["bank", "batch"] = Field(
-        "bank", description="train with P from the caption bank, or from each batch's captions (inference: bank)"
+    projection: Literal["fitted", "bank", "batch"] = Field(
+        "fitted", description="fitted: null space of all training captions, fitted once (paper); bank: top-k "
+        "removal refitted from a caption ring buffer; batch: top-k of each batch's captions (inference: bank)"
     )
+    null_energy: float = Field(1e-3, ge=0.0, lt=1.0, description="fitted: largest share of the captions' energy "
+                               "the kept (near-null) directions may hold")
     bank_size: int = Field(1024, ge=1, description="caption embeddings kept in the ring buffer P is fitted on")
     refit_during_training: bool = Field(True, description="add each batch's captions to the bank and refit P")
     lam: float = Field(0.5, ge=0.0, le=1.0, description="loss = (1 - lam) * supcon + lam * bce")
@@ -96,6 +114,36 @@ class NSNet(ClipFamilyDetector):
         return self.fc(self.nullspace(self.image_features(pixels))).squeeze(-1)
 
     @torch.no_grad()
+    def fit_null_space(self, captions: Iterable[str | None], batch_size: int = 256) -> int:
+        """The paper's form: ``P`` onto the null space of every caption in ``captions``; returns its dimension.
+
+        Captions are encoded in batches and only their Gram matrix is kept (D × D), so any number
+        fits in memory. ``None`` or empty entries get ``caption_fallback``, as in training.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        fallback = self.config.caption_fallback
+        gram, chunk, seen = None, [], 0
+        for c in captions:
+            chunk.append(c if isinstance(c, str) and c.strip() else fallback)
+            if len(chunk) == batch_size:
+                gram, seen = caption_gram(self.text_encoder.encode(chunk), gram), seen + len(chunk)
+                chunk = []
+        if chunk:
+            gram, seen = caption_gram(self.text_encoder.encode(chunk), gram), seen + len(chunk)
+        if gram is None:
+            raise ValueError("fit_null_space needs at least one caption")
+        self.nullspace.fit_null_space(gram, self.config.null_energy)
+        log.info("nsnet: null space fitted on %d training captions: %d of %d dimensions kept",
+                 seen, int(self.nullspace.null_dims), self.embed_dim)
+        return int(self.nullspace.null_dims)
+
+    def prepare_training(self, samples: Sequence[Any]) -> None:
+        """Called by the trainer before the first step: fit the null space on the training captions (fitted mode)."""
+        if self.config.projection == "fitted" and not self.nullspace.fitted_once:
+            self.fit_null_space(getattr(s, "caption", None) for s in samples)
+
+    @torch.no_grad()
     def fit_semantic_subspace(self, captions: list[str], batch_size: int = 256) -> torch.Tensor:
         """Fill the caption bank from ``captions`` (the newest ``bank_size`` kept) and refit ``P``."""
         if not captions:
@@ -107,8 +155,14 @@ class NSNet(ClipFamilyDetector):
     def training_loss(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         cfg: NSNetConfig = self.config
         pixels, labels = batch["pixels"], batch["label"]
-        text = self.text_encoder.encode(self.captions(batch, pixels.shape[0]))
-        if cfg.refit_during_training:
+        captions = self.captions(batch, pixels.shape[0])
+        text = self.text_encoder.encode(captions)
+        if cfg.projection == "fitted":
+            if not self.nullspace.fitted_once:
+                log.warning("nsnet: projection 'fitted' but the null space was not fitted on the training captions "
+                            "(prepare_training / fit_null_space); fitting it on this batch's %d captions", len(captions))
+                self.nullspace.fit_null_space(caption_gram(text), cfg.null_energy)
+        elif cfg.refit_during_training:
             self.nullspace.add(text)
             self.nullspace.refit()
         f = self.image_features(pixels)

@@ -14,6 +14,15 @@ is why a fixed ``k`` is the default.
 :class:`SemanticNullSpace` holds ``P`` as a persistent buffer, so a saved detector reloads
 with exactly the projection it was trained with, and a ring buffer ("bank") of the most
 recent caption embeddings that ``P`` is recomputed from during training.
+
+The paper's form (NS-Net, arXiv 2508.01248) projects onto the null space of *all* training
+caption features, computed once: :func:`caption_gram` accumulates ``G = Σ_i v̂_i v̂_iᵀ`` (D × D,
+float64, rows L2-normalised) over any number of captions, and :func:`null_space_projector` keeps
+the eigenvectors of ``G`` (the right singular vectors of ``V``) with the smallest eigenvalues
+whose summed share of the captions' energy ``tr G = n`` is at most ``energy`` ("near-zero" is
+the paper's word; this energy budget is our way of making it a number). Then
+``Σ_i ‖P v̂_i‖² = Σ_kept λ ≤ energy · n``: every training caption feature is annihilated up to
+that budget, exactly (to rounding) when ``energy = 0`` and the captions do not span R^D.
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["SemanticNullSpace", "semantic_basis", "semantic_projector"]
+__all__ = ["SemanticNullSpace", "caption_gram", "null_space_projector", "semantic_basis", "semantic_projector"]
 
 log = logging.getLogger("aigi")
 
@@ -60,6 +69,50 @@ def semantic_basis(text_feats: torch.Tensor, k: int | None, *, normalize: bool =
         return vh[:keep].T.contiguous()
 
 
+def caption_gram(text_feats: torch.Tensor, gram: torch.Tensor | None = None) -> torch.Tensor:
+    """``gram + Σ_i v̂_i v̂_iᵀ`` (D × D, float64) for the L2-normalised rows ``v̂_i`` of ``text_feats`` (n × D)."""
+    if text_feats.ndim != 2:
+        raise ValueError(f"text features must be (n, D), got shape {tuple(text_feats.shape)}")
+    v = F.normalize(text_feats.detach().to(torch.float64), dim=1)
+    g = v.T @ v
+    if gram is None:
+        return g
+    if gram.shape != g.shape:
+        raise ValueError(f"gram is {tuple(gram.shape)} but the features give {tuple(g.shape)}")
+    return gram.to(torch.float64) + g
+
+
+def null_space_projector(gram: torch.Tensor, energy: float = 0.0) -> tuple[torch.Tensor, int]:
+    """Projector onto the (near-)null space of the captions with Gram matrix ``gram``; returns ``(P, dims)``.
+
+    Keeps the eigenvectors of smallest eigenvalue while their summed eigenvalues stay within
+    ``energy · tr(gram)`` (numerical zeros, ``λ ≤ D · eps · λ_max``, always count as zero).
+    Raises when no direction qualifies: the captions span the whole space at that budget.
+    """
+    if gram.ndim != 2 or gram.shape[0] != gram.shape[1]:
+        raise ValueError(f"gram must be a square matrix, got shape {tuple(gram.shape)}")
+    if not 0.0 <= energy < 1.0:
+        raise ValueError(f"energy must be in [0, 1), got {energy}")
+    g = 0.5 * (gram.to(torch.float64) + gram.to(torch.float64).T)
+    evals, evecs = torch.linalg.eigh(g)  # ascending
+    d = g.shape[0]
+    top = float(evals[-1]) if d else 0.0
+    if top <= 0.0:
+        raise ValueError("null_space_projector: the Gram matrix is zero (no caption was seen)")
+    evals = torch.where(evals <= d * torch.finfo(torch.float64).eps * top, torch.zeros_like(evals), evals)
+    budget = energy * float(evals.sum())
+    within = torch.cumsum(evals, 0) <= budget
+    within |= evals == 0
+    dims = int(within.to(torch.int64).cumprod(0).sum())  # the leading run of qualifying directions
+    if dims == 0:
+        raise ValueError(
+            f"the captions span all {d} dimensions: no direction holds at most {energy:g} of their energy, so "
+            f"the null space is empty; raise null_energy, or use projection 'bank'/'batch' (top-k removal)")
+    n = evecs[:, :dims]
+    p = n @ n.T
+    return 0.5 * (p + p.T), dims
+
+
 def semantic_projector(text_feats: torch.Tensor, k: int | None, *, normalize: bool = True) -> torch.Tensor:
     """``P = I − W_k W_kᵀ`` (D × D) for the text embeddings ``text_feats`` (n × D); see :func:`semantic_basis`."""
     w = semantic_basis(text_feats, k, normalize=normalize)
@@ -86,7 +139,23 @@ class SemanticNullSpace(nn.Module):
         self.register_buffer("bank", torch.zeros(bank_size, dim))
         self.register_buffer("bank_count", torch.zeros((), dtype=torch.long))
         self.register_buffer("bank_next", torch.zeros((), dtype=torch.long))
+        # the paper's form: P fitted once on all training captions (null_dims > 0 once fitted)
+        self.register_buffer("null_dims", torch.zeros((), dtype=torch.long))
         self._warned_empty = False
+
+    @property
+    def fitted_once(self) -> bool:
+        """Whether ``projector`` holds a once-fitted null space (:meth:`fit_null_space`)."""
+        return int(self.null_dims) > 0
+
+    @torch.no_grad()
+    def fit_null_space(self, gram: torch.Tensor, energy: float) -> torch.Tensor:
+        """Set ``projector`` to the null-space projector of the captions' Gram matrix (see :func:`null_space_projector`)."""
+        p, dims = null_space_projector(gram, energy)
+        self.projector.copy_(p.to(self.projector.dtype))
+        self.null_dims.fill_(dims)
+        log.info("null space of the training captions: %d of %d dimensions kept", dims, self.dim)
+        return self.projector
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         return feats @ self.projector.to(feats.dtype)

@@ -217,6 +217,9 @@ def train(cfg: TrainConfig, output: str | Path | None = None, *, resume: bool = 
     steps_per_epoch = len(dataset) // cfg.batch_size
     total = cfg.max_steps or int(math.ceil((cfg.epochs or 1) * steps_per_epoch))
 
+    prepare = getattr(detector, "prepare_training", None)
+    if callable(prepare):  # a detector that fits something on the training set first (NS-Net: caption null space)
+        prepare(labelled)
     optimizer = build_optimizer(cfg, detector.trainable_parameters())
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, steps_per_epoch, total))
     step, epoch, batch_in_epoch = 0, 0, 0
