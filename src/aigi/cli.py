@@ -85,13 +85,18 @@ def eval_cmd(
     draft: bool = typer.Option(False, "--draft",
                                help="JPEG draft decoding for resize preprocessing (faster; pixels differ slightly)"),
     revision: Optional[str] = typer.Option(None, "--revision", help="Hub revision (with a Hub id)"),
+    allow_outside: bool = typer.Option(False, "--allow-outside",
+                                       help="let a manifest name files outside its own folder"),
 ) -> None:
     """Evaluate a detector on labelled data: per-subset table, metrics.json, scores.csv.
+
+    Exit 3 if some files or folders could not be read (each is listed with its reason).
 
     Under `accelerate launch --num_processes N -m aigi.cli eval ...` the images are split
     across the processes; the main process writes the same files as one process would.
     Ctrl-C keeps the scores written so far in scores.csv and exits 130.
     """
+    from .data.names import name_to_text
     from .evaluate import evaluate
     from .evaluate.runner import Interrupted
 
@@ -103,7 +108,8 @@ def eval_cmd(
         report = evaluate(model, data, layout=layout, split=split, output=output,
                           batch_size=batch_size, num_workers=workers, progress=sys.stderr.isatty(),
                           device=None if device == "auto" else device, dtype="bfloat16" if bf16 else dtype,
-                          compile=compile_model, threads=threads, draft=draft, revision=revision)
+                          compile=compile_model, threads=threads, draft=draft, revision=revision,
+                          allow_outside=allow_outside)
     except (ValueError, FileNotFoundError, KeyError, OSError) as err:
         _fail(err)
     except KeyboardInterrupt as err:
@@ -118,7 +124,11 @@ def eval_cmd(
     out.print(metrics_table(report))
     for s in report["skipped"]:
         console.print("[yellow]skipped[/] ", Text(s["reason"]))
-    console.print("wrote ", Text(str(output / "metrics.json")))
+    console.print("wrote ", Text(name_to_text(output / "metrics.json")))
+    if report["skipped"]:
+        from .evaluate.runner import EXIT_SOME_SKIPPED
+
+        raise typer.Exit(EXIT_SOME_SKIPPED)
 
 
 def metrics_table(report: dict) -> Table:
@@ -161,6 +171,7 @@ def detect(
     detect ...` the images are split across the processes and the main process writes
     one merged output.
     """
+    from .data.names import name_to_text
     from .evaluate.runner import EXIT_SOME_SKIPPED
     from .evaluate.runner import detect as run_detect
 
@@ -181,7 +192,7 @@ def detect(
     if output is None:
         table = Table("path", "P(fake)", "verdict", box=None)
         for r in rows:
-            table.add_row(Text(r["path"]), f"{r['p_fake']:.4f}", r["verdict"])
+            table.add_row(Text(name_to_text(r["path"])), f"{r['p_fake']:.4f}", r["verdict"])
         out.print(table)
     for path, reason in errors:
         console.print("[yellow]skipped[/] ", Text(reason))

@@ -59,7 +59,7 @@ def test_eval_writes_metrics_and_scores(trained, image_tree, tmp_path):
 def test_eval_reports_and_skips_a_broken_file(trained, image_tree, tmp_path):
     (image_tree / "a" / "1_fake" / "broken.png").write_bytes(b"not an image at all")
     res = run("eval", "--model", trained, image_tree, "--output", tmp_path / "ev")
-    assert res.exit_code == 0
+    assert res.exit_code == EXIT_SOME_SKIPPED  # something was skipped: the exit code says so
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert len(metrics["skipped"]) == 1 and "not_an_image" in metrics["skipped"][0]["reason"]
     assert metrics["mean"]["n_real"] + metrics["mean"]["n_fake"] == 32

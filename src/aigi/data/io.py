@@ -60,6 +60,8 @@ from typing import Final
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from .names import name_to_text
+
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "DECODE_ERROR_REASONS",
@@ -328,7 +330,7 @@ def decode_image(
         return _decode_stream(_io.BytesIO(data), data[:16], label, max_pixels, draft_size)
 
     path = os.fspath(source)
-    label = name if name is not None else str(path)
+    label = name if name is not None else name_to_text(path)  # printable, whatever the bytes
     try:
         if os.path.isdir(path):
             raise ImageDecodeError(label, "unreadable", "is a directory")

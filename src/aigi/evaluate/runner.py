@@ -19,12 +19,12 @@ import csv
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
-from ..data.io import sniff_is_image
-from ..data.layouts import Sample, load_samples
+from ..data.layouts import IMAGE_SUFFIXES, Sample, collect_images, load_samples  # noqa: F401 (re-exported)
+from ..data.names import name_to_text, text_to_name
 from ..data.transforms import PreprocessConfig
 from ..detectors.base import Detector
 from ..detectors.folder import CALIBRATION_NAME, read_calibration  # noqa: F401 (re-exported)
@@ -39,9 +39,6 @@ from ..inference.predictor import (  # noqa: F401 (re-exported)
 )
 from .metrics import evaluate_scores
 
-#: extensions taken from a folder without sniffing; other files are sniffed by content
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif",
-                  ".avif", ".jfif", ".ppm", ".pgm"}
 #: exit code of ``aigi detect`` when some files could not be scored
 EXIT_SOME_SKIPPED = 3
 #: columns of ``aigi detect`` output files
@@ -147,8 +144,12 @@ def evaluate(
     prefetch_factor: int | None = None,
     draft: bool = False,
     revision: str | None = None,
+    allow_outside: bool = False,
 ) -> dict[str, Any]:
     """Score a labelled dataset and compute per-subset and mean metrics.
+
+    Files and folders that cannot be read (and images that cannot be scored) are listed
+    under ``"skipped"``; ``allow_outside`` lets a manifest name files outside its folder.
 
     With ``output``, writes ``scores.csv`` (path, subset, label, score; one process writes
     it row by row as batches finish, so Ctrl-C keeps what was scored and raises
@@ -165,7 +166,9 @@ def evaluate(
                                channels_last=channels_last, compile=compile, batch_size=batch_size,
                                num_workers=num_workers, prefetch_factor=prefetch_factor, threads=threads,
                                draft=draft, preprocess=preprocess)
-    samples = [s for s in load_samples(Path(data), layout, split=split) if s.label is not None]
+    unread: list[tuple[str, str]] = []
+    samples = [s for s in load_samples(Path(data), layout, split=split, skipped=unread, allow_outside=allow_outside)
+               if s.label is not None]
     if not samples:
         raise ValueError(f"no labelled images in {data}")
     main = state is None or state.is_main_process
@@ -198,7 +201,7 @@ def evaluate(
         "preprocess": predictor.preprocess.model_dump(mode="json"),
         "preprocess_overridden": predictor.preprocess_overridden,
         **metrics,
-        "skipped": [{"path": p, "reason": r} for p, r in res.errors],
+        "skipped": [{"path": name_to_text(p), "reason": r} for p, r in unread + res.errors],
     }
     if predictor.dtype != "float32" or predictor.draft:
         report["inference"] = {"dtype": predictor.dtype, "draft_decoding": predictor.draft}
@@ -217,46 +220,19 @@ class _ScoreWriter:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.fh = path.open("w", newline="")
+        self.fh = path.open("w", newline="", encoding="utf-8")
         self.csv = csv.writer(self.fh)
         self.csv.writerow(SCORE_FIELDS)
         self.count = 0
 
     def write(self, samples: list[Sample], probs: list[float]) -> None:
         for s, p in zip(samples, probs):
-            self.csv.writerow([str(s.path), s.subset, s.label, repr(p)])
+            self.csv.writerow([name_to_text(s.path), s.subset, s.label, repr(p)])
         self.count += len(samples)
         self.fh.flush()
 
     def close(self) -> None:
         self.fh.close()
-
-
-def collect_images(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Files named directly, and images found recursively in folders.
-
-    In folders, files with an image extension are always taken (a broken one is reported
-    later); other files are taken only if their content sniffs as an image, so a README
-    beside the photos is silently ignored. Missing paths are returned as errors.
-    """
-    files: list[Path] = []
-    missing: list[tuple[str, str]] = []
-    for raw in paths:
-        p = Path(raw)
-        if p.is_file():
-            files.append(p)
-        elif p.is_dir():
-            for root, dirs, names in os.walk(p):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                for name in sorted(names):
-                    if name.startswith("."):
-                        continue
-                    f = Path(root) / name
-                    if f.suffix.lower() in IMAGE_SUFFIXES or sniff_is_image(f):
-                        files.append(f)
-        else:
-            missing.append((str(p), f"cannot decode {p}: unreadable (no such file or folder)"))
-    return files, missing
 
 
 def detect(
@@ -373,9 +349,13 @@ def read_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
     _check_suffix(path)
     _drop_partial_last_line(path)
     if path.suffix.lower() == ".jsonl":
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    with path.open(newline="") as fh:
-        return list(csv.DictReader(fh))
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    else:
+        with path.open(newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+    for row in rows:  # back from the text form the writer used (aigi.data.names)
+        row["path"] = text_to_name(str(row["path"]))
+    return rows
 
 
 def merge_parts(output: Path, order: dict[str, int]) -> int:
@@ -418,16 +398,16 @@ def read_scored_paths(path: str | os.PathLike) -> set[str]:
     _drop_partial_last_line(path)
     done: set[str] = set()
     if path.suffix.lower() == ".jsonl":
-        with path.open() as fh:
+        with path.open(encoding="utf-8") as fh:
             for n, line in enumerate(fh, 1):
                 if not line.strip():
                     continue
                 try:
-                    done.add(str(json.loads(line)["path"]))
+                    done.add(text_to_name(str(json.loads(line)["path"])))
                 except (json.JSONDecodeError, KeyError, TypeError):
                     raise ValueError(f"cannot resume: line {n} of {path} is not a detect result row") from None
         return done
-    with path.open(newline="") as fh:
+    with path.open(newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         if reader.fieldnames is None:
             return done
@@ -435,7 +415,7 @@ def read_scored_paths(path: str | os.PathLike) -> set[str]:
             raise ValueError(
                 f"cannot resume: {path} has columns {reader.fieldnames}, expected {list(DETECT_FIELDS)}"
             )
-        done.update(row["path"] for row in reader)
+        done.update(text_to_name(row["path"]) for row in reader)
     return done
 
 
@@ -448,13 +428,15 @@ class RowWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fresh = not append or not self.path.exists() or self.path.stat().st_size == 0
         self.jsonl = self.path.suffix.lower() == ".jsonl"
-        self.fh = self.path.open("a" if append else "w", newline="")
+        self.fh = self.path.open("a" if append else "w", newline="", encoding="utf-8")
         self.csv = None if self.jsonl else csv.DictWriter(self.fh, fieldnames=list(DETECT_FIELDS))
         if self.csv is not None and fresh:
             self.csv.writeheader()
             self.fh.flush()
 
     def write(self, rows: list[dict[str, Any]]) -> None:
+        # names in their lossless UTF-8 text form (aigi.data.names); read back by read_rows
+        rows = [{**r, "path": name_to_text(r["path"])} for r in rows]
         if self.csv is not None:
             self.csv.writerows(rows)
         else:
