@@ -106,3 +106,60 @@ def test_training_loss_is_ce_plus_beta_kl():
     assert model.noise.fc_sigma.weight.grad is not None and model.noise.attn.in_proj_weight.grad is not None
     with pytest.raises(ValueError, match="must divide"):
         aigi.create_detector("pinclip", backbone="tiny", attn_heads=3)
+
+
+def _noisy_model(**kw):
+    torch.manual_seed(0)
+    model = aigi.create_detector("pinclip", backbone="tiny", **kw).eval()
+    with torch.no_grad():
+        model.noise.fc_mu.bias.normal_(0, 0.3)
+        model.noise.fc_sigma.bias.fill_(0.4)  # noise large enough to move the scores
+    return model
+
+
+def test_feature_averaged_sampling_converges_to_the_mean_noise_forward():
+    model = _noisy_model()
+    x = _batch()["pixels"]
+    with torch.no_grad():
+        model.config.inference_noise = "mean"
+        mean = model(x)
+        errors = [float((model.sampled_logits(x, n, reduce="feature") - mean).abs().max()) for n in (1, 64, 16384)]
+    scale = float(mean.abs().max())
+    assert errors[0] > 0.1 * scale  # one draw is far from the mean forward
+    assert errors[2] < errors[1] < errors[0]
+    assert errors[2] < 0.02 * scale  # the Monte-Carlo average has converged
+
+
+def test_logit_averaged_sampling_is_seeded_and_batch_independent(tmp_path):
+    model = _noisy_model(inference_noise="sample", inference_samples=64, inference_seed=3)
+    x = _batch()["pixels"]
+    with torch.no_grad():
+        a = model(x)
+        assert torch.equal(model(x), a)  # reproducible: the same seed at every call
+        torch.testing.assert_close(model(x[:1]), a[:1], rtol=0, atol=1e-5)  # same draws whatever the batch
+        assert not torch.allclose(model.sampled_logits(x, seed=4), a)  # another seed, other draws
+        # the logit average is the mean of the per-draw logits
+        out = model.noisy_features(x, sample=False)
+        g = torch.Generator().manual_seed(3)
+        z = torch.randn(64, out["mu"].shape[-1], generator=g)
+        t = F.normalize(model.class_text, dim=-1)
+        per_draw = [100.0 * F.normalize(out["base"] + out["mu"] + out["sigma"] * zi, dim=-1) @ (t[1] - t[0]) for zi in z]
+        torch.testing.assert_close(a, torch.stack(per_draw).mean(0), rtol=0, atol=1e-4)
+        model.config.inference_noise = "mean"
+        assert not torch.allclose(model(x), a)
+        model.config.inference_noise = "sample"
+    model.save_pretrained(tmp_path / "m", adapter_only=True)
+    again = load_detector(tmp_path / "m").eval()
+    assert (again.config.inference_samples, again.config.inference_seed) == (64, 3)
+    with torch.no_grad():
+        assert torch.equal(again(x), a)
+
+
+def test_noise_on_the_raw_feature_is_pinis_placement():
+    model = _noisy_model(noise_on="raw", inference_noise="mean")
+    x = _batch()["pixels"]
+    with torch.no_grad():
+        raw = model.embeds(x)
+        t = F.normalize(model.class_text, dim=-1)
+        mu, _ = model.noise(F.normalize(raw, dim=-1), t)
+        torch.testing.assert_close(model(x), 100.0 * F.normalize(raw + mu, dim=-1) @ (t[1] - t[0]))

@@ -1,7 +1,12 @@
-"""PiN-CLIP (2025): positive-incentive noise injected into CLIP features while fine-tuning.
+"""PiN-CLIP (Yan, Li, Wang, Zeng, Fu; arXiv 2511.16136): positive-incentive noise on CLIP features.
 
-No official code; this follows the paper's description and the notes in ``methods.md``
-(the authors' earlier PiNI code classifies the noisy feature exactly this way).
+No official code. The abstract gives: a noise generator and the detector trained jointly under a
+variational positive-incentive principle; the noise is built in feature space by cross-attention
+fusion of visual and categorical text features and injected while fine-tuning the visual encoder.
+Everything below that the abstract does not state is our choice (``docs/clip_family.md`` has the
+table). PiNI ("Enhance Vision-Language Alignment with Noise", Huang, Zhang, Li; AAAI 2025, arXiv
+2412.10817, code ``hyzhang98/PiNI``) is an earlier positive-incentive-noise method by a
+*different group*; where we differ from its code, it is said below.
 
 With ``f`` the image embedding (CLIP ``encode_image``, LoRA-adapted) and ``T`` (2 × 768) the
 frozen text embeddings of the two class prompts::
@@ -9,34 +14,37 @@ frozen text embeddings of the two class prompts::
     f̂ = f / ‖f‖,   T̂ = rows of T normalised
     a = CrossAttention(query = f̂, keys = values = T̂)            (nn.MultiheadAttention)
     μ = fc_mu(a),  σ = |fc_sigma(a)|,  ε = μ + σ ⊙ z,  z ~ N(0, I)
-    f̃ = normalize(f̂ + ε)
+    f̃ = normalize(f̂ + ε)          (noise_on: normalized; "raw": normalize(f + ε), as PiNI)
     class logits = logit_scale · f̃ T̂ᵀ    (B × 2);   detector logit = l_fake − l_real
     loss = CE(class logits, y) + β · KL(N(μ, σ²) ‖ N(0, I))
     KL   = mean over the batch of Σ_d ½ (μ_d² + σ_d² − 1 − log σ_d²)
 
-At inference ``inference_noise`` decides: ``none`` (ε = 0, the default: the paper turns the
-noise off at test time) or ``mean`` (ε = μ). (Not called "off": YAML reads a bare ``off`` as
-false.)
+At inference ``inference_noise`` decides (no public source says what PiN-CLIP does at test time;
+PiNI's code samples one draw): ``none`` (ε = 0, default), ``mean`` (ε = μ), or ``sample``:
+``inference_samples`` draws ``z_1 … z_N`` from a generator seeded with ``inference_seed`` at every
+call, shared by every image of the batch (so an image's score does not depend on its batch and is
+reproducible), reduced by ``inference_reduce``: ``logit`` averages the N detector logits (an
+ensemble over noise draws), ``feature`` averages the N noisy features before classifying (a
+Monte-Carlo estimate of the ``mean`` forward, to which it converges as N grows). (``none`` is
+not called "off": YAML reads a bare ``off`` as false.)
 
-Project choices:
+Our choices, each differing from PiNI's code where marked:
 
+* **KL term** β = 1e-4 on the summed KL (PiNI: no KL term; ``beta: 0`` removes it).
+* **Noise after normalising** the feature (PiNI: added to the raw feature, then normalised;
+  ``noise_on: raw``), so the noise scale means the same whatever the embedding norm.
+* **Cross-attention** ``nn.MultiheadAttention`` (scaled dot product, output projection), one head
+  (PiNI: q/k/v Linear layers, unscaled softmax(q kᵀ), no output projection).
+* **Test time** as above (PiNI samples at test time).
 * **Prompts.** ``"a photo of a real image"`` / ``"a photo of a fake image"`` (index 0 real,
-  1 fake). Their text embeddings are computed once when the detector is built (from the
-  frozen CLIP text tower of the same source) and kept as the persistent buffer
-  ``class_text``: the text tower is not kept in the module, so checkpoints and inference
-  carry no text weights, and a reload is identical.
-* **What fine-tunes.** LoRA (rank 6, alpha 6, scale alpha/sqrt(r), no dropout) on q, k, v
-  of every vision block — about 0.9 M parameters on ViT-L/14, foldable into the weights
-  for zero inference cost, and small checkpoints; tuning whole blocks would store
-  12.6 M parameters per block. Plus the noise generator (cross-attention, ``fc_mu``,
-  ``fc_sigma``).
-* **Feature normalisation.** The noise is added to the unit-norm feature, so its scale means
-  the same thing whatever the raw embedding norm.
+  1 fake), embedded once when the detector is built and kept as the persistent buffer
+  ``class_text``: no text weights in checkpoints, identical reloads.
+* **What fine-tunes.** LoRA (rank 6, alpha 6, scale alpha/sqrt(r), no dropout) on q, k, v of
+  every vision block, plus the noise generator.
 * **Initialisation.** ``fc_mu`` and ``fc_sigma`` weights N(0, 0.02²); ``fc_mu`` bias 0,
   ``fc_sigma`` bias ``sigma_init`` (0.01): the noise starts small.
-* **Constants.** ``logit_scale`` = 100 (CLIP's trained value, fixed); β = 1e-4 on the
-  summed (not averaged) KL; one attention head. ``log σ²`` uses ``σ`` clamped at 1e-6 so the
-  KL stays finite when a σ is 0 (the noise itself uses the unclamped σ).
+* **Constants.** ``logit_scale`` = 100 (CLIP's trained value, fixed). ``log σ²`` uses ``σ``
+  clamped at 1e-6 so the KL stays finite when a σ is 0 (the noise itself uses the unclamped σ).
 """
 
 from __future__ import annotations
@@ -78,7 +86,14 @@ class PiNCLIPConfig(ClipDetectorConfig):
     logit_scale: float = Field(100.0, gt=0.0, description="CLIP logit scale on the cosine similarities")
     beta: float = Field(1e-4, ge=0.0, description="weight of the KL term")
     sigma_init: float = Field(0.01, ge=0.0, description="initial noise scale (bias of fc_sigma)")
-    inference_noise: Literal["none", "mean"] = Field("none", description="test time: no noise, or the mean noise mu")
+    inference_noise: Literal["none", "mean", "sample"] = Field(
+        "none", description="test time: no noise, the mean noise mu, or the average over inference_samples seeded draws")
+    inference_samples: int = Field(16, ge=1, description="sample: noise draws per image at test time")
+    inference_seed: int = Field(0, ge=0, description="sample: seed of the test-time draws (the same at every call)")
+    inference_reduce: Literal["logit", "feature"] = Field(
+        "logit", description="sample: average the detector logits, or the noisy features before classifying")
+    noise_on: Literal["normalized", "raw"] = Field(
+        "normalized", description="add the noise to the unit-norm feature (ours) or to the raw embedding (PiNI)")
 
     @field_validator("prompts")
     @classmethod
@@ -136,23 +151,60 @@ class PiNCLIP(ClipFamilyDetector):
         return self.config.logit_scale * F.normalize(feat, dim=-1) @ text.T
 
     def noisy_features(self, pixels: torch.Tensor, *, sample: bool) -> dict[str, torch.Tensor]:
-        """``f̂``, ``μ``, ``σ`` and the noisy feature (sampled noise, or per ``inference_noise``)."""
-        f = F.normalize(self.image_features(pixels), dim=-1)
+        """``f̂``, ``μ``, ``σ``, the feature the noise is added to (``base``) and the noisy feature.
+
+        ``sample``: one draw ``ε = μ + σ z`` (training); otherwise ``ε = μ`` for ``inference_noise:
+        mean`` and 0 for the others (``sample`` at test time goes through :meth:`sampled_logits`).
+        """
+        raw = self.image_features(pixels)
+        f = F.normalize(raw, dim=-1)
         mu, sigma = self.noise(f, F.normalize(self.class_text, dim=-1))
+        base = raw if self.config.noise_on == "raw" else f
         if sample:
             eps = mu + sigma * torch.randn_like(mu)
         elif self.config.inference_noise == "mean":
             eps = mu
         else:
             eps = torch.zeros_like(mu)
-        return {"f": f, "mu": mu, "sigma": sigma, "noisy": f + eps}
+        return {"f": f, "mu": mu, "sigma": sigma, "base": base, "noisy": base + eps}
+
+    def sampled_logits(self, pixels: torch.Tensor, samples: int | None = None, seed: int | None = None,
+                       reduce: str | None = None) -> torch.Tensor:
+        """Detector logits (B,) averaged over ``samples`` seeded noise draws (defaults from the config).
+
+        The draws ``z_1 … z_N`` (N × D) come from a CPU generator seeded with ``seed`` and are
+        shared by the whole batch, so a score depends on neither the batch nor earlier calls.
+        """
+        cfg: PiNCLIPConfig = self.config
+        n = cfg.inference_samples if samples is None else int(samples)
+        seed = cfg.inference_seed if seed is None else int(seed)
+        reduce = cfg.inference_reduce if reduce is None else reduce
+        if n < 1:
+            raise ValueError(f"samples must be >= 1, got {n}")
+        if reduce not in ("logit", "feature"):
+            raise ValueError(f"reduce must be 'logit' or 'feature', got {reduce!r}")
+        out = self.noisy_features(pixels, sample=False)
+        mu, sigma, base = out["mu"], out["sigma"], out["base"]
+        g = torch.Generator(device="cpu").manual_seed(seed)
+        z = torch.randn(n, mu.shape[-1], generator=g, dtype=torch.float32).to(device=mu.device, dtype=mu.dtype)
+        if reduce == "feature":
+            return self._detector_logit(self._class_logits(base + mu + sigma * z.mean(0)))
+        total = torch.zeros(mu.shape[0], device=mu.device, dtype=torch.float32)
+        for zi in z:  # one draw at a time: memory stays that of a single forward of the head
+            total += self._detector_logit(self._class_logits(base + mu + sigma * zi)).float()
+        return (total / n).to(mu.dtype)
+
+    @staticmethod
+    def _detector_logit(class_logits: torch.Tensor) -> torch.Tensor:
+        return class_logits[:, 1] - class_logits[:, 0]
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        if self.config.inference_noise == "none":
-            logits = self._class_logits(self.image_features(pixels))
-        else:
-            logits = self._class_logits(self.noisy_features(pixels, sample=False)["noisy"])
-        return logits[:, 1] - logits[:, 0]
+        mode = self.config.inference_noise
+        if mode == "sample":
+            return self.sampled_logits(pixels)
+        if mode == "none":
+            return self._detector_logit(self._class_logits(self.image_features(pixels)))
+        return self._detector_logit(self._class_logits(self.noisy_features(pixels, sample=False)["noisy"]))
 
     def training_loss(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         out = self.noisy_features(batch["pixels"], sample=True)
