@@ -1,10 +1,14 @@
-"""SeLop / LOSI (Wang et al., 2026): remove a learned low-rank "spurious" subspace from CLIP features.
+"""SeLop (Wang, Hu, Wang, He, Fu; arXiv 2601.11915): remove a learned low-rank "spurious" subspace.
 
-No public code; built from the paper's claim. The frozen CLIP feature ``f`` (the tower's
-``pooler_output``, 1024-d on ViT-L/14) loses its component in a learned orthonormal basis
+A **face-forgery** method (its introduction puts whole-image GAN/diffusion synthesis out of
+scope) with no public code; built from the abstracts of its two arXiv versions (v1 "From Spurious
+to Causal: Low-rank Orthogonal Subspace Intervention for Generalizable Face Forgery Detection",
+method LOSI, 0.43 M trainable; v2 "Low-rank Orthogonal Subspace Intervention for Generalizable
+Face Forgery Detection", method SeLop, 0.39 M trainable). The frozen CLIP feature ``f`` (the
+tower's ``pooler_output``, 1024-d on ViT-L/14) loses its component in a learned orthonormal basis
 ``Q`` (D × k, ``QᵀQ = I``): ``f' = (I − QQᵀ) f = f − Q(Qᵀf)``, and the classifier sees only ``f'``.
 
-Project choices (the paper leaves them open):
+Project choices (the abstracts leave them open):
 
 * ``Q`` is kept exactly orthonormal by ``torch.nn.utils.parametrizations.orthogonal`` with the
   Householder map (no trivialisation buffer, so the state holds only the D × k reflectors);
@@ -16,8 +20,9 @@ Project choices (the paper leaves them open):
   orthonormal complement. ``init="random"``: a seeded random orthonormal basis at construction.
   The buffer ``q_initialized`` records that it happened (saved with the model, so a reload never
   re-initialises).
-* ``k = 16`` and an MLP head ``Linear(D, 384) → ReLU → Linear(384, 1)`` put the trainable count
-  in the paper's 0.39–0.43 M range on ViT-L/14: 1024·16 + (1024·384 + 384) + (384 + 1) = 410,369.
+* ``k = 16`` and an MLP head ``Linear(D, 364) → ReLU → Linear(364, 1)``, sized so the trainable
+  count matches **v2's 0.39 M** on ViT-L/14: 1024·16 + (1024·364 + 364) + (364 + 1) = 389,849
+  (``hidden: 403`` gives v1's 0.43 M: 429,863).
 """
 
 from __future__ import annotations
@@ -92,14 +97,15 @@ class SpuriousSubspace(nn.Module):
 
 class SeLopConfig(ClipDetectorConfig):
     rank: int = Field(16, ge=1, description="k: dimension of the removed spurious subspace")
-    hidden: int = Field(384, ge=0, description="hidden width of the MLP head (0: a linear head)")
+    hidden: int = Field(364, ge=0, description="hidden width of the MLP head (0: a linear head); 364 puts the "
+                        "trainable count at v2's 0.39 M on ViT-L/14")
     init: Literal["pca", "random"] = Field("pca", description="initial Q: PCA of training features, or random orthonormal")
     seed: int = Field(0, description="seed of the random basis / random PCA completion")
 
 
 @register("selop", task=FACE_FORGERY)
 class SeLop(ClipDetector):
-    """SeLop: frozen CLIP features minus a learned orthonormal spurious subspace, MLP head (~0.41 M)."""
+    """SeLop (faces): frozen CLIP features minus a learned orthonormal spurious subspace, MLP head (0.39 M)."""
 
     config_class: ClassVar[type[DetectorConfig]] = SeLopConfig
     config: SeLopConfig
