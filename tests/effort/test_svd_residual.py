@@ -6,16 +6,19 @@ import pytest
 import torch
 from torch import nn
 
+import aigi.layers.svd_residual as svd_mod
 from aigi.layers.svd_residual import (
     SVDResidualLinear,
     apply_svd_residual,
     count_residual_parameters,
     fold_svd_residuals,
     resolve_targets,
+    smallest_singular_triplets,
     svd_residual_modules,
 )
 
-SHAPES = [(12, 12, 1), (12, 12, 5), (16, 9, 2), (9, 16, 3)]  # (in, out, trainable rank)
+# (in, out, trainable rank); 64 × 64 with a small rank takes the fast path (smallest triplets only)
+SHAPES = [(12, 12, 1), (12, 12, 5), (16, 9, 2), (9, 16, 3), (64, 64, 1), (64, 64, 3)]
 
 
 def linear64(i: int, o: int, seed: int = 0) -> nn.Linear:
@@ -234,3 +237,85 @@ def test_inference_paths_compute_the_same_function(rows):
         dense = x @ m.merged_weight().T + m.bias
         torch.testing.assert_close(m(x), dense, atol=1e-12, rtol=0)
     torch.testing.assert_close(train_out.detach(), dense, atol=1e-12, rtol=0)
+
+
+# -- the fast path: only the smallest singular triplets --------------------------------------
+def _same_up_to_sign(a: torch.Tensor, b: torch.Tensor, tol: float) -> None:
+    """Columns of a and b equal up to one sign per column."""
+    sign = torch.sign((a * b).sum(0))
+    torch.testing.assert_close(a * sign, b, atol=tol, rtol=0)
+
+
+@pytest.mark.parametrize("n,k,seed", [(64, 1, 0), (64, 1, 1), (96, 4, 2), (128, 2, 3)])
+def test_smallest_triplets_equal_the_full_svd_tail(n, k, seed):
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(n, n, generator=g, dtype=torch.float64) / n ** 0.5
+    got = smallest_singular_triplets(w, k)
+    assert got is not None
+    u0, s0, v0 = got
+    u, s, vh = torch.linalg.svd(w, full_matrices=False)
+    torch.testing.assert_close(s0, s[-k:], atol=1e-12, rtol=1e-10)
+    _same_up_to_sign(u0, u[:, -k:], 1e-9)
+    _same_up_to_sign(v0.T, vh[-k:].T, 1e-9)
+    assert bool((s0[:-1] >= s0[1:]).all())  # descending, like the tail of a thin SVD
+
+
+def test_fast_path_layer_equals_the_original_and_skips_the_full_svd(monkeypatch):
+    def no_full_svd(w):
+        raise AssertionError("the full SVD ran although only the smallest triplet is needed")
+
+    monkeypatch.setattr(svd_mod, "deterministic_svd", no_full_svd)
+    lin = linear64(96, 96, seed=4)
+    m = SVDResidualLinear.from_linear(lin, trainable_rank=1, orthogonal_bases=True)
+    x = torch.randn(7, 96, dtype=torch.float64)
+    assert (m(x) - lin(x)).abs().max() < 1e-10
+    assert m.orthogonality_loss("paper") < 1e-10 and m.keep_sv_loss() < 1e-10
+
+
+@pytest.mark.parametrize("case", ["singular", "repeated", "tall", "rank_too_large"])
+def test_fast_path_declines_and_the_full_svd_takes_over(case):
+    n, k = 64, 1
+    g = torch.Generator().manual_seed(7)
+    if case == "singular":
+        w = torch.randn(n, n - 2, generator=g, dtype=torch.float64) @ torch.randn(n - 2, n, generator=g, dtype=torch.float64)
+        w[:, 0] = 0.0  # an exactly zero column: LU meets a zero pivot
+    elif case == "repeated":  # all singular values equal: the smallest vector is not determined
+        w = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))[0]
+    elif case == "tall":
+        w = torch.randn(2 * n, n, generator=g, dtype=torch.float64)
+    else:
+        w, k = torch.randn(n, n, generator=g, dtype=torch.float64), 20
+    got = smallest_singular_triplets(w, k)
+    if case == "repeated":  # any unit vector is a smallest one: whatever comes back must be a triplet
+        if got is not None:
+            u0, s0, v0 = got
+            torch.testing.assert_close(w @ v0.T, u0 * s0, atol=1e-10, rtol=0)
+    else:
+        assert got is None
+    lin = nn.Linear(w.shape[1], w.shape[0]).double()
+    with torch.no_grad():
+        lin.weight.copy_(w)
+    m = SVDResidualLinear.from_linear(lin, trainable_rank=k)
+    x = torch.randn(5, w.shape[1], dtype=torch.float64)
+    assert (m(x) - lin(x)).abs().max() < 1e-10
+    torch.testing.assert_close(m.S_res.detach(), torch.linalg.svdvals(w)[-k:], atol=1e-10, rtol=0)
+
+
+def test_parallel_build_is_bit_identical_to_one_thread():
+    """Matrices are decomposed on parallel threads; the result must not depend on the thread count."""
+    def build(threads: int) -> dict[str, torch.Tensor]:
+        torch.manual_seed(0)
+        net = nn.ModuleDict({f"l{i}": nn.Linear(64, 64) for i in range(4)})
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            apply_svd_residual(net, r"l\d", trainable_rank=1)
+            assert torch.get_num_threads() == threads  # restored after the thread pool
+        finally:
+            torch.set_num_threads(before)
+        return net.state_dict()
+
+    one, two = build(1), build(2)
+    assert one.keys() == two.keys()
+    for key in one:
+        assert torch.equal(one[key], two[key]), key

@@ -89,12 +89,17 @@ class ClipBackboneConfig(BaseModel):
 
 
 def state_sha256(module: nn.Module) -> str:
-    """sha256 over a module's state dict (names, dtypes, shapes and bytes, sorted by name)."""
+    """sha256 over a module's state dict (names, dtypes, shapes and bytes, sorted by name).
+
+    The tensors' bytes are fed to the hash in place (a buffer view, no copy): hashing is part of
+    the wait when a detector is built on a pretrained tower.
+    """
     h = hashlib.sha256()
     for name, t in sorted(module.state_dict().items()):
         t = t.detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        if t.numel():
+            h.update(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
     return h.hexdigest()
 
 

@@ -36,16 +36,28 @@ Project choices (the papers and the released code leave them open):
   SVD when the regulariser is asked for at construction, or rebuilt lazily from ``W_main`` (its
   top-``r`` / null space; exact up to the float rounding of ``W_main``) after a reload.
 
+Speed: with a small trainable rank only the ``k`` smallest singular triplets are needed, and
+``W_main = W − U_res diag(S_res) V_res`` does not need the others. For a square matrix with
+``k + 8 ≤ n / 4`` they come from :func:`smallest_singular_triplets` (one LU factorisation, then
+block inverse iteration with a Rayleigh–Ritz step: ~20× less work than a full SVD), checked for
+convergence, with the full SVD as the fallback (non-square matrices, where the smallest singular
+values are typically crowded, near-singular or slow-converging cases, larger ranks).
+:func:`apply_svd_residual` decomposes independent matrices on parallel threads (each one
+single-threaded, so the result does not depend on the thread count).
+
 Reproducibility: an adapter-only checkpoint stores only the residual factors; ``W_main`` is
-recomputed from the pretrained weight by the same float64 SVD, run with one LAPACK thread so the
-result does not depend on the machine's thread count (:func:`deterministic_svd`). LAPACK builds
-for other instruction sets (or a GPU) can still differ in the last bits, so a reload elsewhere
-reproduces logits to float32 rounding rather than bit for bit.
+recomputed from the pretrained weight by the same float64 computation, run with one LAPACK thread
+per matrix so the result does not depend on the machine's thread count. LAPACK builds for other
+instruction sets (or a GPU) can still differ in the last bits, so a reload elsewhere reproduces
+logits to float32 rounding rather than bit for bit (``W_main`` does not depend on the residual
+vectors' signs).
 """
 
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any, Iterator, Literal
 
 import torch
@@ -61,6 +73,8 @@ __all__ = [
     "deterministic_svd",
     "fold_svd_residuals",
     "resolve_targets",
+    "residual_triplets",
+    "smallest_singular_triplets",
     "svd_residual_modules",
 ]
 
@@ -77,20 +91,100 @@ _NAMED_TARGETS = {
 OrthVariant = Literal["paper", "released"]
 
 
+@contextmanager
+def _one_thread(device: torch.device) -> Iterator[None]:
+    """torch (and its LAPACK) on one thread inside the block, on CPU; restored afterwards."""
+    if device.type != "cpu":
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def deterministic_svd(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Thin SVD; on CPU with one LAPACK thread, so the bits do not depend on the thread count.
 
     (MKL's multi-threaded SVD changes the last bits with the number of threads, and collapses on an
     oversubscribed CPU; an adapter-only checkpoint relies on recomputing exactly the same ``W_main``.)
     """
-    if w.device.type != "cpu":
+    with _one_thread(w.device):
         return torch.linalg.svd(w, full_matrices=False)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return torch.linalg.svd(w, full_matrices=False)
-    finally:
-        torch.set_num_threads(threads)
+
+
+#: block inverse iteration: extra vectors beyond the k wanted, iteration cap, convergence tolerance
+_EXTRA_VECTORS, _MAX_ITERS, _VEC_TOL = 8, 30, 1e-12
+
+
+def smallest_singular_triplets(
+    w: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """The ``k`` smallest singular triplets of a square float64 matrix, or None if not reliable.
+
+    Returns ``(U (n, k), S (k,), Vh (k, n))`` ordered like the tail of a thin SVD (descending
+    ``S``), each vector determined up to sign. Method: one LU factorisation of ``W``, then block
+    inverse iteration on ``(WᵀW)⁻¹`` with ``k + 8`` vectors (two triangular solves per step, no
+    Gram matrix, so the conditioning is that of ``W``), a Rayleigh–Ritz step on ``W X`` each
+    iteration. Converged when every wanted vector moves by ≤ 1e-12 (two steps in a row, or one
+    step that also shrank the change by half) and the values by ≤ 1e-13 ‖W‖_F. None when
+    ``W`` is singular, not square, too small for the block, or it did not converge in 30 steps
+    (repeated or crowded smallest singular values): the caller then runs a full SVD.
+    Single-threaded on CPU; deterministic (fixed start block).
+    """
+    if w.ndim != 2 or w.shape[0] != w.shape[1] or w.dtype != torch.float64:
+        return None
+    n = w.shape[0]
+    p = k + _EXTRA_VECTORS
+    if k < 1 or 4 * p > n:
+        return None
+    with _one_thread(w.device), torch.no_grad():
+        lu, piv, info = torch.linalg.lu_factor_ex(w)
+        if int(info) != 0 or not bool(torch.isfinite(lu).all()):
+            return None
+        scale = float(torch.linalg.matrix_norm(w))
+        gen = torch.Generator(device=w.device).manual_seed(0)
+        x = torch.randn(n, p, generator=gen, dtype=w.dtype, device=w.device)
+        prev_v: torch.Tensor | None = None
+        prev_s: torch.Tensor | None = None
+        prev_change = float("inf")
+        for _ in range(_MAX_ITERS):
+            y = torch.linalg.lu_solve(lu, piv, x, adjoint=True)  # Wᵀ y = x
+            x = torch.linalg.qr(torch.linalg.lu_solve(lu, piv, y))[0]  # W x' = y, orthonormalised
+            if not bool(torch.isfinite(x).all()):
+                return None
+            ub, sb, vbh = torch.linalg.svd(w @ x, full_matrices=False)  # Rayleigh–Ritz on the block
+            v, s, u = x @ vbh[-k:].T, sb[-k:], ub[:, -k:]
+            if prev_v is not None and prev_s is not None:
+                sign = torch.where((v * prev_v).sum(0) < 0, -1.0, 1.0).to(v.dtype)
+                change = float((v - prev_v * sign).norm(dim=0).max())
+                s_change = float((s - prev_s).abs().max())
+                if (change <= _VEC_TOL and s_change <= 1e-13 * scale
+                        and (prev_change <= _VEC_TOL or change <= 0.5 * prev_change)):
+                    return u.contiguous(), s.contiguous(), v.T.contiguous()
+                prev_change = change
+            prev_v, prev_s = v, s
+    return None
+
+
+def residual_triplets(
+    w: torch.Tensor, k: int, *, full: bool = False
+) -> tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor] | None]:
+    """The ``k`` smallest singular triplets of ``w`` (float64), and the full bases when computed.
+
+    Returns ``((U_res, S_res, Vh_res), (U, Vh) or None)``. Uses
+    :func:`smallest_singular_triplets` when it applies and ``full`` is False, else (or when it
+    declines) a single-threaded full SVD, whose bases are then returned too.
+    """
+    if not full:
+        got = smallest_singular_triplets(w, k)
+        if got is not None:
+            return got, None
+    u, s, vh = deterministic_svd(w)
+    r = s.shape[0] - k
+    return (u[:, r:], s[r:], vh[r:]), (u, vh)
 
 
 def _split_rank(n: int, r: int | None, trainable_rank: int | None) -> int:
@@ -170,9 +264,9 @@ class SVDResidualLinear(nn.Module):
     @torch.no_grad()
     def _decompose(self, weight: torch.Tensor, *, orthogonal_bases: bool) -> None:
         wd = weight.to(torch.float64)
-        u, s, vh = deterministic_svd(wd)
-        r = self.r
-        u0, s0, v0 = u[:, r:], s[r:], vh[r:]
+        square = self.in_features == self.out_features
+        # a non-square matrix's regulariser keeps the main basis of its long side: full SVD
+        (u0, s0, v0), full = residual_triplets(wd, self.n - self.r, full=orthogonal_bases and not square)
         dt = weight.dtype
         self.weight_main.copy_((wd - (u0 * s0) @ v0).to(dt))
         self.U_res.copy_(u0.to(dt))
@@ -180,7 +274,10 @@ class SVDResidualLinear(nn.Module):
         self.V_res.copy_(v0.to(dt))
         self.residual_energy.copy_((s0 * s0).sum().to(dt))
         if orthogonal_bases:
-            self._store_bases(u, vh)
+            if full is not None:
+                self._store_bases(*full)
+            else:  # square: both sides keep their complement, i.e. the residual vectors
+                self._set_bases(u0, False, v0.T, False)
         self._after_decompose()
 
     def _after_decompose(self) -> None:
@@ -188,11 +285,15 @@ class SVDResidualLinear(nn.Module):
 
     def _store_bases(self, u: torch.Tensor, vh: torch.Tensor) -> None:
         """Keep, per side, the smaller of (main basis, orthogonal complement); see module docstring."""
-        r, dt = self.r, self.weight_main.dtype
+        r = self.r
         u_main = self.out_features != self.n  # a long side keeps its main basis
         v_main = self.in_features != self.n
         u_basis = u[:, :r] if u_main else u[:, r:]
         v_basis = vh[:r].T if v_main else vh[r:].T
+        self._set_bases(u_basis, u_main, v_basis, v_main)
+
+    def _set_bases(self, u_basis: torch.Tensor, u_main: bool, v_basis: torch.Tensor, v_main: bool) -> None:
+        dt = self.weight_main.dtype
         self.register_buffer("_u_basis", u_basis.to(dt).contiguous(), persistent=False)
         self.register_buffer("_v_basis", v_basis.to(dt).contiguous(), persistent=False)
         self._u_is_main, self._v_is_main = u_main, v_main
@@ -369,13 +470,24 @@ def apply_svd_residual(module: nn.Module, targets: str = "attention", *, r: int 
     for ``targets`` and :meth:`SVDResidualLinear.from_linear` for the rank arguments.
     """
     names = resolve_targets(module, targets)
-    for name in names:
-        parent, attr = _parent(module, name)
-        old = getattr(parent, attr)
-        new = layer_cls.from_linear(old, r=r, trainable_rank=trainable_rank, decompose=decompose,
-                                    orthogonal_bases=orthogonal_bases, **layer_kwargs)
+
+    def build(name: str) -> SVDResidualLinear:
+        return layer_cls.from_linear(getattr(*_parent(module, name)), r=r, trainable_rank=trainable_rank,
+                                     decompose=decompose, orthogonal_bases=orthogonal_bases, **layer_kwargs)
+
+    workers = min(torch.get_num_threads(), len(names))
+    if decompose and workers > 1:
+        # independent matrices on parallel threads, each decomposition single-threaded (its bits
+        # do not depend on the thread count); torch's own threads are restored afterwards
+        with _one_thread(torch.device("cpu")), ThreadPoolExecutor(workers, initializer=torch.set_num_threads,
+                                                                   initargs=(1,)) as pool:
+            built = list(pool.map(build, names))
+    else:
+        built = [build(name) for name in names]
+    for name, new in zip(names, built):
         for p in (new.U_res, new.S_res, new.V_res):
             p.requires_grad_(True)
+        parent, attr = _parent(module, name)
         setattr(parent, attr, new)
     return names
 
