@@ -21,6 +21,12 @@ def register(app: typer.Typer) -> None:
             None, help="key=value overrides, e.g. data.test=/data/aigibench detectors.npr.model=runs/npr"),
         output: Optional[Path] = typer.Option(None, "--output", "-o",
                                               help="results folder (default runs/bench/<protocol name>)"),
+        device: Optional[str] = typer.Option(None, "--device",
+                                             help="auto, cpu, cuda, cuda:N or mps (default: the protocol's run.device)"),
+        dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16 (autocast); other dtypes "
+                                  "than float32 are stored apart"),
+        calibrate: bool = typer.Option(False, "--calibrate", help="write calibration.json (threshold at the "
+                                       "protocol's FPR on the calibration reals) into every model it trains"),
     ) -> None:
         """Run a benchmark protocol: train what is missing, score what is not stored, write the report."""
         from ..cli import console, out
@@ -29,7 +35,8 @@ def register(app: typer.Typer) -> None:
 
         try:
             proto = load_protocol(protocol, overrides or [])
-            result = run_protocol(proto, output, console=console)
+            result = run_protocol(proto, output, console=console, device=device, dtype=dtype,
+                                  write_calibration=calibrate)
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]: what was scored is stored; run the same command to resume")
             raise typer.Exit(130)

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .plan import planned_conditions
+from .plan import CLEAN, planned_conditions
 from .protocol import Protocol, ProtocolError, augmentation_overrides
 from .store import STORE_NAME, ResultStore, ScoreRow, weights_sha256
 
@@ -115,13 +115,18 @@ def machine_info(device: str = "cpu") -> dict[str, Any]:
 
 
 def _device(name: str) -> str:
-    import torch
+    from ..inference.predictor import resolve_device
 
-    if name == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        return "cpu"
-    return name
+    return str(resolve_device(name))
+
+
+def score_identity(weights_hash: str, dtype: str) -> str:
+    """The store's model key: the weights hash, plus the compute dtype when it is not float32.
+
+    Scores computed in bfloat16/float16 differ slightly, so they are stored (and reused)
+    apart from the float32 ones.
+    """
+    return weights_hash if dtype == "float32" else f"{weights_hash}+{dtype}"
 
 
 # --------------------------------------------------------------------------- samples
@@ -365,13 +370,9 @@ class _DegradeThen:
 # --------------------------------------------------------------------------- scoring
 
 
-def _score_job(job: Job, model, weights_hash: str, pre, protocol_hash: str, store: ResultStore,
-               protocol: Protocol, device: str, advance: Callable[[int], None],
-               on_batch: Callable[[], None] | None) -> int:
-    import torch
-    from torch.utils.data import DataLoader
-
-    from ..data.dataset import ImageDataset, collate
+def _score_job(job: Job, predictor, weights_hash: str, pre, protocol_hash: str, store: ResultStore,
+               advance: Callable[[int], None], on_batch: Callable[[], None] | None) -> int:
+    """Score one job's planned batches through the shared :class:`~aigi.inference.Predictor`; commit each batch."""
     from ..data.degrade import parse_degradation
     from ..data.layouts import Sample
     from ..data.transforms import build_transform
@@ -379,30 +380,53 @@ def _score_job(job: Job, model, weights_hash: str, pre, protocol_hash: str, stor
     degradation = parse_degradation(job.degradation) if job.degradation else None
     transform = _DegradeThen(degradation, build_transform(pre, train=False))
     samples = [Sample(path=Path(m.path), label=m.label, subset=m.subset) for m in job.members]
-    dataset = ImageDataset(samples, transform)
-    loader = DataLoader(dataset, batch_sampler=job.batches, collate_fn=collate,
-                        num_workers=protocol.run.num_workers, persistent_workers=False)
     written = 0
-    with torch.inference_mode():
-        for batch in loader:
-            rows: list[ScoreRow] = []
-            for idx, msg in batch.get("errors", []):
-                m = job.members[idx]
-                rows.append(ScoreRow(m.image_hash, weights_hash, job.condition, None, None, msg, m.label,
-                                     m.subset, m.path, protocol_hash))
-            idx = batch["index"].tolist()
-            if idx:
-                logits = model(batch["pixels"].to(device)).float().reshape(-1).cpu().double()
-                probs = torch.sigmoid(logits).tolist()
-                for i, logit, p in zip(idx, logits.tolist(), probs):
-                    m = job.members[i]
-                    rows.append(ScoreRow(m.image_hash, weights_hash, job.condition, p, logit, None, m.label,
-                                         m.subset, m.path, protocol_hash))
-            written += store.put_scores(rows)
-            advance(len(idx) + len(batch.get("errors", [])))
-            if on_batch is not None:
-                on_batch()
+
+    def commit(res) -> None:
+        nonlocal written
+        rows: list[ScoreRow] = []
+        for i, msg in res.errors:
+            m = job.members[i]
+            rows.append(ScoreRow(m.image_hash, weights_hash, job.condition, None, None, msg, m.label,
+                                 m.subset, m.path, protocol_hash))
+        for i, p, logit in zip(res.indices, res.scores, res.logits):
+            m = job.members[i]
+            rows.append(ScoreRow(m.image_hash, weights_hash, job.condition, p, logit, None, m.label,
+                                 m.subset, m.path, protocol_hash))
+        written += store.put_scores(rows)
+        advance(len(res.indices) + len(res.errors))
+        if on_batch is not None:
+            on_batch()
+
+    predictor.score(samples, batches=job.batches, transform=transform, on_result=commit)
     return written
+
+
+def write_bench_calibration(store: ResultStore, protocol: Protocol, protocol_hash: str, d: "ResolvedDetector",
+                            dtype: str) -> Path | None:
+    """Write ``calibration.json`` into a detector folder from its clean scores on the calibration reals."""
+    import hashlib
+    from datetime import datetime, timezone
+
+    import numpy as np
+
+    from ..detectors.folder import Calibration, write_calibration
+    from ..evaluate.calibration import threshold_at_fpr
+
+    rows = [r for r in store.scores_for(protocol_hash, d.weights_hash, CLEAN, role="calibration") if r[1] == 0]
+    reals = np.array([r[2] for r in rows], dtype=np.float64)
+    if reals.size == 0:
+        return None
+    members = {h for _, h, label, _ in store.samples(protocol_hash, "calibration") if label == 0}
+    fpr = protocol.calibration.fpr
+    t = threshold_at_fpr(reals, fpr)
+    lines = sorted(f"0:{h}" for h in members)
+    cal = Calibration(threshold=t, target_fpr=fpr, fpr=float(np.mean(reals >= t)), n_real=int(reals.size), n_fake=0,
+                      data=f"aigi bench {protocol.name}: calibration reals",
+                      data_sha256=hashlib.sha256("\n".join(lines).encode()).hexdigest() if lines else None,
+                      date=datetime.now(timezone.utc).isoformat(timespec="seconds"), dtype=dtype,
+                      protocol_sha256=protocol_hash)
+    return write_calibration(d.model_dir, cal)
 
 
 def _say(console, text: str) -> None:
@@ -418,24 +442,37 @@ def run_protocol(
     progress: bool | None = None,
     report: bool = True,
     on_batch: Callable[[], None] | None = None,
+    device: str | None = None,
+    dtype: str = "float32",
+    write_calibration: bool = False,
 ) -> BenchResult:
     """Run ``protocol``, storing results under ``output`` (default ``runs/bench/<name>``).
 
     ``progress`` (default: the protocol's ``run.progress`` when the console is a
     terminal) shows rich progress bars with the time left; ``on_batch`` is called after
     every committed batch (tests use it to slow a run down before killing it).
+    ``device`` (default the protocol's ``run.device``) and ``dtype`` are the
+    :class:`~aigi.inference.Predictor`'s; scores in another dtype than float32 are stored
+    under their own model key (:func:`score_identity`). ``write_calibration`` writes
+    ``calibration.json`` (threshold at the protocol's FPR on the calibration reals) into
+    the folder of every detector this run trained.
     """
     import yaml
 
-    from ..detectors.base import load_detector
     from ..data.transforms import PreprocessConfig
+    from ..detectors.folder import CONFIG_NAME
+    from ..inference.predictor import Predictor
 
     t0 = time.time()
     output = Path(output or Path("runs") / "bench" / protocol.name)
     output.mkdir(parents=True, exist_ok=True)
     if progress is None:
         progress = bool(protocol.run.progress and console is not None and getattr(console, "is_terminal", False))
-    device = _device(protocol.run.device)
+    from ..inference.fast import INFERENCE_DTYPES
+
+    if dtype not in INFERENCE_DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(INFERENCE_DTYPES)}, got {dtype!r}")
+    device = _device(device or protocol.run.device)
     phash = protocol.digest()
     (output / "protocol.yaml").write_text(
         f"# protocol sha256 {phash}\n" + yaml.safe_dump(protocol.model_dump(mode="json"), sort_keys=False)
@@ -454,8 +491,10 @@ def run_protocol(
                       f"{len(calibration)} calibration reals")
 
         detectors = _resolve_detectors(protocol, output, console, progress)
+        for d in detectors:
+            d.weights_hash = score_identity(d.weights_hash, dtype)
         result.detectors = {d.name: d.model_dir for d in detectors}
-        configs = {d.name: json.loads((d.model_dir / "config.json").read_text()) for d in detectors}
+        configs = {d.name: json.loads((d.model_dir / CONFIG_NAME).read_text()) for d in detectors}
         default_modes = {n: PreprocessConfig.model_validate(c.get("preprocess", {})).test for n, c in configs.items()}
         jobs = _jobs(protocol, detectors, default_modes, test, calibration)
         by_name = {d.name: d for d in detectors}
@@ -485,8 +524,9 @@ def run_protocol(
                 if prior is not None and prior["weights_hash"] == d.weights_hash and "parameters" in prior["info"]:
                     params, method = prior["info"]["parameters"], prior["method"]
                 else:
-                    model = load_detector(d.model_dir, device=device).for_inference()
-                    params, method = sum(p.numel() for p in model.parameters()), model.method
+                    model = Predictor.from_pretrained(d.model_dir, device=device, dtype=dtype,
+                                                      num_workers=protocol.run.num_workers)
+                    params, method = sum(p.numel() for p in model.detector.parameters()), model.method
                 store.put_detector(phash, d.name, d.weights_hash, method=method, role=d.role,
                                    model_dir=str(d.model_dir),
                                    info={**d.info, "parameters": params, "base": d.base, "variant": d.variant,
@@ -498,10 +538,11 @@ def run_protocol(
                     if not job.batches:
                         continue
                     if model is None:
-                        model = load_detector(d.model_dir, device=device).for_inference()
+                        model = Predictor.from_pretrained(d.model_dir, device=device, dtype=dtype,
+                                                          num_workers=protocol.run.num_workers)
                     bar.job(f"{d.name} · {job.condition}", sum(len(b) for b in job.batches))
                     try:
-                        result.scored += _score_job(job, model, d.weights_hash, pre, phash, store, protocol, device,
+                        result.scored += _score_job(job, model, d.weights_hash, pre, phash, store,
                                                     bar.advance, on_batch)
                         store.clear_failure(phash, d.name, job.condition)
                     except (KeyboardInterrupt, SystemExit):
@@ -515,6 +556,12 @@ def run_protocol(
         finally:
             bar.close()
         result.failures = store.failures(phash)
+        if write_calibration:
+            for d in detectors:
+                if d.info.get("source") == "recipe":
+                    written = write_bench_calibration(store, protocol, phash, d, dtype)
+                    if written is not None:
+                        _say(console, f"calibrated {d.name}: {written}")
         status = "finished"
     except KeyboardInterrupt:
         status = "interrupted"

@@ -40,7 +40,7 @@ from ..data.transforms import PreprocessConfig, build_transform
 from ..detectors.folder import CALIBRATION_NAME, AbstainBand, open_model, read_calibration
 from .fast import INFERENCE_DTYPES, inference_forward
 
-__all__ = ["DEVICE_CHOICES", "NON_FINITE", "UNCERTAIN", "Prediction", "Predictor", "Scores", "ShardBatchSampler",
+__all__ = ["BatchResult", "DEVICE_CHOICES", "NON_FINITE", "UNCERTAIN", "Prediction", "Predictor", "Scores", "ShardBatchSampler",
            "resolve_device", "resolve_threshold", "to_probabilities"]
 
 #: the verdict of a score inside the abstain band
@@ -141,6 +141,16 @@ class Scores:
     logits: list[float] = field(default_factory=list)
     #: positions of the samples in ``errors`` (same order)
     error_indices: list[int] = field(default_factory=list)
+
+
+@dataclass
+class BatchResult:
+    """One batch's outcome: positions, P(fake) and logits of the scored images, and the failures."""
+
+    indices: list[int]
+    scores: list[float]
+    logits: list[float]
+    errors: list[tuple[int, str]]
 
 
 @dataclass
@@ -260,14 +270,14 @@ class Predictor:
         shard: tuple[int, int] | None = None,
         batches: Sequence[Sequence[int]] | None = None,
         transform: Callable[..., torch.Tensor] | None = None,
-        on_errors: Callable[[list[tuple[int, str]]], None] | None = None,
+        on_result: Callable[[BatchResult], None] | None = None,
         progress: bool = False,
     ) -> Scores:
         """P(fake) of every sample that can be scored, in order; the others with their reason.
 
         ``on_batch(samples, probs)`` is called after every batch with its scored samples
-        (callers write results incrementally); ``on_errors([(index, reason)])`` with its
-        failures. ``shard=(rank, world)`` scores only that process's share
+        (callers write results incrementally); ``on_result`` gets the whole
+        :class:`BatchResult` (positions, scores, logits and failures). ``shard=(rank, world)`` scores only that process's share
         (:class:`ShardBatchSampler`); ``batches`` gives the batches explicitly (positions
         into ``samples``); ``transform`` replaces the preprocessing (the benchmark's
         degradations).
@@ -294,6 +304,7 @@ class Predictor:
         try:
             for batch in (loader if self.num_workers else _fetch_single_threaded(loader)):
                 failed = [(int(i), msg) for i, msg in batch.get("errors", [])]
+                result = BatchResult([], [], [], failed)
                 idx = batch["index"]
                 if idx.numel():
                     logits = self.logits(batch["pixels"])
@@ -307,6 +318,9 @@ class Predictor:
                         out.samples.append(dataset.samples[i])
                         out.scores.append(p)
                         out.logits.append(logit)
+                        result.indices.append(i)
+                        result.scores.append(p)
+                        result.logits.append(logit)
                         scored.append(dataset.samples[i])
                         kept.append(p)
                     if on_batch is not None and scored:
@@ -314,8 +328,8 @@ class Predictor:
                 for i, msg in failed:
                     out.errors.append((str(dataset.samples[i].path), msg))
                     out.error_indices.append(i)
-                if on_errors is not None and failed:
-                    on_errors(failed)
+                if on_result is not None:
+                    on_result(result)
                 if bar is not None:
                     bar.advance(len(idx) + len(batch.get("errors", [])))
         finally:
