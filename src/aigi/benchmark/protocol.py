@@ -42,10 +42,13 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from ..data.degrade import DegradationError, parse_degradation
 from ..data.transforms import AugmentConfig, PreprocessConfig
+from ..overrides import Layout, TrainData
+from ..overrides import StrictModel as _Strict
+from ..overrides import apply_overrides as _apply_overrides
 
 __all__ = [
     "AUGMENTATION_VARIANTS",
@@ -58,7 +61,6 @@ __all__ = [
     "protocol_from_dict",
 ]
 
-Layout = Literal["auto", "subsets", "progan", "genimage", "manifest"]
 PreprocessMode = Literal["center_crop", "resize", "resize_center_crop", "translate_duplicate", "patch_selection",
                          "none"]
 PREPROCESS_MODES: tuple[str, ...] = get_args(PreprocessMode)
@@ -85,10 +87,6 @@ class ProtocolError(ValueError):
     """A protocol file that cannot be used; the message names the file, the field and the fix."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
 class DataSpec(_Strict):
     """The labelled test images."""
 
@@ -101,13 +99,8 @@ class DataSpec(_Strict):
     )
 
 
-class TrainingDataSpec(_Strict):
+class TrainingDataSpec(TrainData):
     """The training data of every recipe detector (replaces each recipe's own ``data`` fields)."""
-
-    train: str = Field(..., description="folder or manifest of training images")
-    layout: Layout = "auto"
-    split: str | None = None
-    subsets: list[str] | None = Field(None, description="keep only these subsets (ProGAN classes, generators)")
 
     def overrides(self) -> list[str]:
         return [f"data.train={json.dumps(self.train)}", f"data.layout={self.layout}",
@@ -354,56 +347,14 @@ def augmentation_overrides(variant: str, probability: float, base: AugmentConfig
 # --------------------------------------------------------------------------- loading
 
 
-def _parse_value(text: str) -> Any:
-    return yaml.safe_load(text)
-
-
 def apply_overrides(data: dict[str, Any], pairs: list[str]) -> dict[str, Any]:
     """Apply ``key.sub=value`` strings (values parsed as YAML) to a protocol mapping.
 
     A list element is reached by its index (``detectors.0.model=...``) or, in lists of
-    named entries, by its name (``detectors.npr.model=...``).
+    named entries, by its name (``detectors.npr.model=...``). Keys are checked against
+    :class:`Protocol` (:mod:`aigi.overrides`, the one parser).
     """
-    for pair in pairs:
-        if "=" not in pair:
-            raise ProtocolError(f"override {pair!r} is not of the form key=value")
-        key, value = pair.split("=", 1)
-        parts = key.strip().split(".")
-        node: Any = data
-        for i, part in enumerate(parts[:-1]):
-            node = _child(node, part, pair, create=True)
-        last = parts[-1]
-        if isinstance(node, list):
-            idx = _list_index(node, last, pair)
-            node[idx] = _parse_value(value)
-        elif isinstance(node, dict):
-            node[last] = _parse_value(value)
-        else:
-            raise ProtocolError(f"override {pair!r}: {'.'.join(parts[:-1])!r} is not a section")
-    return data
-
-
-def _list_index(node: list, part: str, pair: str) -> int:
-    if part.isdigit():
-        idx = int(part)
-        if idx >= len(node):
-            raise ProtocolError(f"override {pair!r}: index {idx} is past the end of a list of {len(node)}")
-        return idx
-    for i, item in enumerate(node):
-        if isinstance(item, dict) and item.get("name") == part:
-            return i
-    names = [item.get("name") for item in node if isinstance(item, dict)]
-    raise ProtocolError(f"override {pair!r}: no entry named {part!r}; entries: {names}")
-
-
-def _child(node: Any, part: str, pair: str, *, create: bool) -> Any:
-    if isinstance(node, list):
-        return node[_list_index(node, part, pair)]
-    if not isinstance(node, dict):
-        raise ProtocolError(f"override {pair!r}: {part!r} is inside something that is not a section")
-    if node.get(part) is None and create:
-        node[part] = {}
-    return node[part]
+    return _apply_overrides(data, pairs, model=Protocol, error=ProtocolError)
 
 
 def _resolve_paths(data: dict[str, Any], base: Path) -> None:

@@ -48,32 +48,15 @@ class DetectorConfig(BaseModel):
 
     @classmethod
     def from_overrides(cls, overrides: dict[str, Any] | None = None) -> "DetectorConfig":
-        """Defaults updated with ``overrides`` (dotted keys reach nested fields)."""
+        """Defaults updated with ``overrides`` (dotted keys reach nested fields; a misspelt key is
+        an error naming it, from :mod:`aigi.overrides`, the one override parser)."""
+        from ..overrides import apply_overrides
+
         data = cls().model_dump(mode="python")
-        for key, value in (overrides or {}).items():
-            if key == "backbone" and isinstance(value, str):
-                key = "backbone.source"
-            _set_dotted(data, key, value)
+        items = {("backbone.source" if k == "backbone" and isinstance(v, str) else k): v
+                 for k, v in (overrides or {}).items()}
+        apply_overrides(data, items, model=cls, merge=True)
         return cls.model_validate(data)
-
-
-def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
-    parts = key.split(".")
-    node = data
-    for p in parts[:-1]:
-        if not isinstance(node.get(p), dict):
-            node[p] = {} if node.get(p) is None else node[p]
-            if not isinstance(node[p], dict):
-                raise KeyError(f"cannot set {key!r}: {p!r} is not a section")
-        node = node[p]
-    last = parts[-1]
-    if isinstance(value, dict) and isinstance(node.get(last), dict):
-        merged = dict(node[last])
-        for k, v in value.items():
-            _set_dotted(merged, k, v)
-        node[last] = merged
-    else:
-        node[last] = value
 
 
 class Detector(nn.Module):

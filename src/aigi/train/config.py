@@ -13,26 +13,27 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from ..data.transforms import AugmentConfig
+from ..overrides import Layout, StrictModel, TrainData, apply_overrides
+
+__all__ = ["DataConfig", "OptimizerConfig", "SchedulerConfig", "TrainConfig", "apply_recipe_overrides", "load_recipe"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class DataConfig(TrainData):
+    """Training data (fields of :class:`~aigi.overrides.TrainData`) and optional validation data.
+
+    With ``val`` set, the detector is scored on it at the end of every epoch (and at the
+    end of the run): AUROC, AP and accuracy go to ``history.jsonl`` and the log.
+    """
+
+    val: str | None = Field(None, description="validation data: a folder or a manifest, scored every epoch")
+    val_layout: Layout = "auto"
+    val_split: str | None = Field(None, description="GenImage split of the validation data (default val)")
 
 
-class DataConfig(_Strict):
-    train: str = Field(..., description="training data: a folder or a manifest (relative paths are relative to the recipe)")
-    layout: Literal["auto", "subsets", "progan", "genimage", "manifest"] = "auto"
-    split: str | None = Field(None, description="GenImage split to read (train/val)")
-    subsets: list[str] | None = Field(None, description="keep only these subsets (ProGAN classes, generators)")
-    val: str | None = None
-    val_layout: Literal["auto", "subsets", "progan", "genimage", "manifest"] = "auto"
-    val_split: str | None = None
-
-
-class OptimizerConfig(_Strict):
+class OptimizerConfig(StrictModel):
     name: Literal["adam", "adamw", "sgd"] = "adam"
     lr: float = 1e-4
     betas: tuple[float, float] = (0.9, 0.999)
@@ -40,7 +41,7 @@ class OptimizerConfig(_Strict):
     momentum: float = 0.9
 
 
-class SchedulerConfig(_Strict):
+class SchedulerConfig(StrictModel):
     name: Literal["constant", "step", "cosine"] = "constant"
     every: int = Field(10, description="step schedule: decay period, in `unit`s")
     unit: Literal["epoch", "step"] = "epoch"
@@ -48,7 +49,7 @@ class SchedulerConfig(_Strict):
     warmup_steps: int = 0
 
 
-class TrainConfig(_Strict):
+class TrainConfig(StrictModel):
     detector: str
     overrides: dict[str, Any] = Field(default_factory=dict, description="detector config overrides")
     data: DataConfig
@@ -79,28 +80,13 @@ class TrainConfig(_Strict):
         return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
 
 
-def _parse_value(text: str) -> Any:
-    return yaml.safe_load(text)
+def apply_recipe_overrides(data: dict[str, Any], pairs: list[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` strings (values read as YAML) to a recipe mapping.
 
-
-def apply_overrides(data: dict[str, Any], pairs: list[str]) -> dict[str, Any]:
-    """Apply ``key.sub=value`` strings (values parsed as YAML) to a recipe dict."""
-    for pair in pairs:
-        if "=" not in pair:
-            raise ValueError(f"override {pair!r} is not of the form key=value")
-        key, value = pair.split("=", 1)
-        node = data
-        parts = key.strip().split(".")
-        # detector config overrides keep dotted keys as one entry
-        if parts[0] == "overrides" and len(parts) > 1:
-            data.setdefault("overrides", {})[".".join(parts[1:])] = _parse_value(value)
-            continue
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise ValueError(f"override {pair!r}: {p!r} is not a section")
-        node[parts[-1]] = _parse_value(value)
-    return data
+    Keys are checked against :class:`TrainConfig` (a misspelt key is an error naming it);
+    ``overrides.<dotted key>`` keeps the dotted key as one detector-config override.
+    """
+    return apply_overrides(data, pairs, model=TrainConfig, flat=("overrides",))
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
@@ -120,7 +106,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> TrainCo
             value = section.get(field)
             if isinstance(value, str) and value and not Path(value).is_absolute():
                 section[field] = str((base / value).resolve())
-    data = apply_overrides(data, overrides or [])
+    data = apply_recipe_overrides(data, overrides or [])
     try:
         cfg = TrainConfig.model_validate(data)
     except ValidationError as err:
