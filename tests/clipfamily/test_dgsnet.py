@@ -145,11 +145,19 @@ def test_stage2_teacher_head_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError, match="not a detector folder"):
         aigi.create_detector("dgsnet", backbone="tiny", teacher_head=str(tmp_path / "empty"))
-    _stage1(tmp_path, "s1_imagenet", **{"preprocess.normalize": "imagenet"})
-    with pytest.raises(CheckpointError, match="'imagenet' normalisation"):
-        aigi.create_detector("dgsnet", backbone="tiny", teacher_head=str(tmp_path / "s1_imagenet"))
-    # the ImageNet statistics of the official code are one setting away (default: CLIP)
-    assert aigi.create_detector("dgsnet", backbone="tiny", stage=1).config.preprocess.normalize == "clip"
-    s2 = aigi.create_detector("dgsnet", backbone="tiny", teacher_head=str(tmp_path / "s1_imagenet"),
-                              **{"preprocess.normalize": "imagenet"})
-    assert s2.preprocess_config().normalize == "imagenet"
+    _stage1(tmp_path, "s1_clip", **{"preprocess.normalize": "clip"})
+    with pytest.raises(CheckpointError, match="'clip' normalisation"):
+        aigi.create_detector("dgsnet", backbone="tiny", teacher_head=str(tmp_path / "s1_clip"))
+    # the default is the official code's: ImageNet statistics; CLIP's are one setting away (both stages)
+    assert aigi.create_detector("dgsnet", backbone="tiny", stage=1).config.preprocess.normalize == "imagenet"
+    s2 = aigi.create_detector("dgsnet", backbone="tiny", teacher_head=str(tmp_path / "s1_clip"),
+                              **{"preprocess.normalize": "clip"})
+    assert s2.preprocess_config().normalize == "clip"
+
+
+def test_default_test_preprocessing_is_the_official_dgsnet_protocol():
+    pre = aigi.create_detector("dgsnet", backbone="tiny", stage=1).config.preprocess
+    assert (pre.test, pre.normalize, pre.patch_entropy, pre.patch_test_shuffle) == (
+        "patch_selection", "imagenet", "official", True)
+    full = aigi.detectors.dgsnet.DGSNetConfig().preprocess
+    assert full == aigi.data.transforms.preset("dgsnet-patch-selection") and full.size == 224

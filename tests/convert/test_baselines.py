@@ -272,15 +272,16 @@ def test_cli_convert_commands(npr_state, tmp_path, monkeypatch):
     calls = []
     fake = types.ModuleType("aigi.convert.effort")
 
-    def convert_effort_official(checkpoint: Path, output: Path, *, backbone: str) -> Path:
-        calls.append((checkpoint, output, backbone))
+    def convert_effort_official(checkpoint: Path, output: Path, *, backbone: str, preset: str | None,
+                                overwrite: bool) -> Path:
+        calls.append((checkpoint, output, backbone, preset))
         return output
 
     fake.convert_effort_official = convert_effort_official
     monkeypatch.setitem(sys.modules, "aigi.convert.effort", fake)
     r = runner.invoke(app, ["convert", "effort-official", "effort.pth", "-o", str(tmp_path / "e"), "--backbone", "tiny"])
     assert r.exit_code == 0, r.output
-    assert calls == [(Path("effort.pth"), tmp_path / "e", "tiny")]
+    assert calls == [(Path("effort.pth"), tmp_path / "e", "tiny", None)]
 
 
 def test_converted_folder_serves_with_its_conversion_record(npr_state, tmp_path):

@@ -51,6 +51,9 @@ def test_config_defaults_and_strictness():
         "normalize": "imagenet",
         "flip": True,
         "even_crop": False,
+        "patch_entropy": "aigi",
+        "patch_test_shuffle": False,
+        "patch_seed": 0,
     }
     aug = AugmentConfig()
     assert aug.blur_jpeg_prob == 0.0 and aug.blur_sigma == (0.0, 3.0)

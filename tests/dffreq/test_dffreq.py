@@ -133,13 +133,18 @@ def test_fft_branch_contributes_nothing_at_initialisation():
     x = torch.randn(3, 3, 32, 32)
     with torch.no_grad():
         full = model(x)
-        without_fft = model.net(model.freq.wavelet_branch(x)).squeeze(-1)
+        without_fft = model.net(model.freq.wavelet_branch(x) * 0.6).squeeze(-1)
         assert torch.equal(full, without_fft)
         # ... but the branch is live: a non-zero scale changes the output
         model.freq.fft_scale.fill_(1.0)
         assert not torch.allclose(model(x), full)
-        expected = model.freq.wavelet_branch(x) + 0.2 * model.freq.fft_branch(x)
+        expected = 0.6 * model.freq.wavelet_branch(x) + 0.4 * model.freq.fft_branch(x)
         torch.testing.assert_close(model.freq(x), expected)
+        # the May 2025 release fuses x_idwt + 0.2 x_fft with the same parameters
+        may = aigi.create_detector("dffreq", **DFFreq.tiny_overrides, release="2025-05").eval()
+        may.load_weights(model.state_dict())
+        expected = may.freq.wavelet_branch(x) + 0.2 * may.freq.fft_branch(x)
+        torch.testing.assert_close(may.freq(x), expected)
 
 
 def test_fft_scale_gets_a_gradient_at_zero():
@@ -160,8 +165,9 @@ def test_fft_branch_keeps_the_magnitude():
     torch.testing.assert_close(torch.fft.rfft2(y).abs()[..., 1:-1], torch.fft.rfft2(x).abs()[..., 1:-1])
 
 
-def test_parameter_count_of_the_published_architecture():
-    model = aigi.create_detector("dffreq")
+@pytest.mark.parametrize("release", ["current", "2025-05"])
+def test_parameter_count_of_the_published_architecture(release):
+    model = aigi.create_detector("dffreq", release=release)
     total = sum(p.numel() for p in model.parameters())
     assert total == 1_442_442  # "~1.44 M"
     assert sum(p.numel() for p in model.freq.parameters()) == 4_681
@@ -172,11 +178,48 @@ def test_parameter_count_of_the_published_architecture():
 
 
 def test_published_defaults():
-    cfg = aigi.create_detector("dffreq").config
-    assert (cfg.dwt_window, cfg.fft_window, cfg.num_heads, cfg.fft_weight, cfg.fft_scale_init) == (4, 8, 1, 0.2, 0.0)
-    pre = cfg.preprocess
-    assert (pre.train, pre.test, pre.resize_to, pre.size, pre.normalize) == (
-        "resize_random_crop", "resize_center_crop", 256, 224, "imagenet")
+    model = aigi.create_detector("dffreq")
+    cfg = model.config
+    assert (cfg.release, cfg.dwt_window, cfg.fft_window, cfg.num_heads, cfg.fft_scale_init) == (
+        "current", 4, 8, 1, 0.0)
+    assert (model.freq.idwt_weight, model.freq.fft_weight) == (0.6, 0.4)
+    pre = cfg.preprocess  # the current release: CenterCrop(256), no resize
+    assert (pre.train, pre.test, pre.size, pre.normalize) == ("random_crop", "center_crop", 256, "imagenet")
+    may = aigi.create_detector("dffreq", release="2025-05")
+    assert (may.freq.idwt_weight, may.freq.fft_weight) == (1.0, 0.2)
+
+
+def test_folders_saved_before_release_existed_load_as_the_may_2025_release(tmp_path):
+    import json
+
+    model = tiny()
+    model.save_pretrained(tmp_path / "m")
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    del cfg["release"]
+    cfg["fft_weight"] = 0.2  # what the previous code wrote
+    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+    again = load_detector(tmp_path / "m")
+    assert again.config.release == "2025-05" and again.freq.fft_weight == 0.2
+    cfg["fft_weight"] = 0.3
+    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="matches no DFFreq release"):
+        load_detector(tmp_path / "m")
+
+
+def test_frequency_block_convolutions_use_the_kaiming_fan_out_rule():
+    # the official constructor runs kaiming_normal_(fan_out, relu) over every Conv2d, the block's included
+    torch.manual_seed(0)
+    model = aigi.create_detector("dffreq")
+    torch.manual_seed(0)
+    block = DualFrequencyBlock(3, fft_weight=0.4, idwt_weight=0.6)
+    for m in block.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+    for (name, ours), theirs in zip(model.freq.state_dict().items(), block.state_dict().values()):
+        assert torch.equal(ours, theirs), name
+    torch.manual_seed(0)
+    default = DualFrequencyBlock(3)  # PyTorch's default init differs
+    assert not torch.equal(default.fft_attn.qkv.weight, model.freq.fft_attn.qkv.weight)
 
 
 def test_training_steps_fit_a_fixed_batch():
@@ -235,14 +278,16 @@ def test_official_state_dict_converts_and_loads():
             k = k[len("net."):]
         official["module." + k] = v.clone()
     # pytorch_wavelets' filter buffers are in official checkpoints; they are dropped
-    official["module.dwt_transform.h0_col"] = torch.ones(1, 1, 2, 1)
-    official["module.DFFreq.idwt_transform.g0_row"] = torch.ones(1, 1, 1, 2)
+    official["module.dwt_transform.h0_col"] = torch.full((1, 1, 2, 1), 2 ** -0.5)
+    official["module.DFFreq.idwt_transform.g0_row"] = torch.tensor([[[[2 ** -0.5, -(2 ** -0.5)]]]])
     converted = convert_official_state_dict(official)
     assert set(converted) == set(ours)
-    fresh = tiny().eval()
+    fresh = aigi.create_detector("dffreq", **DFFreq.tiny_overrides, release="2025-05").eval()
     fresh.load_weights(converted)
+    model = aigi.create_detector("dffreq", **DFFreq.tiny_overrides, release="2025-05").eval()
+    model.load_weights(ours)
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(fresh(x), model(x))
-    with pytest.raises(KeyError, match="unexpected keys"):
+    with pytest.raises(ValueError, match="not a DFFreq checkpoint"):
         convert_official_state_dict({"head.weight": torch.zeros(1)})

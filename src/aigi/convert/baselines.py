@@ -24,6 +24,13 @@ What the official code saves (read in the authors' repositories):
   torchvision ResNet-50 with ``fc = Linear(2048, 1)``; the other top-level entries
   (``optimizer``, ``total_steps``) are training state and are ignored.
 
+Every converter writes the test preprocessing of the codebase the checkpoint came from into
+the folder's config (a preset of :mod:`aigi.data.transforms`; ``preset=`` picks another) and
+records it in ``conversion.json``: UnivFD ``univfd-center-crop224``, NPR
+``forensynths-resize256`` (its test.py's main protocol; ``native`` for GANGen,
+``genimage-translate-duplicate224`` for GenImage), CNNSpot ``cnnspot-center-crop224``
+(eval.py; ``cnnspot-no-crop`` is demo.py's).
+
 For NPR and CNNSpot the block counts and width are read from the checkpoint, so smaller
 variants convert too. BatchNorm ``num_batches_tracked`` counters, absent from checkpoints
 written by PyTorch < 0.4.1 and unused at inference, are filled with 0 when missing (noted).
@@ -42,6 +49,7 @@ from typing import Any
 import torch
 
 from ..backbones.clip import DEFAULT_CLIP
+from ..data.transforms import preset as get_preset
 from ..detectors.base import CONFIG_NAME, CheckpointError, Detector
 from ..detectors.registry import create_detector
 
@@ -193,6 +201,22 @@ def _finish(
     return output
 
 
+#: the official test protocol of each importer (a preset of aigi.data.transforms)
+DEFAULT_PRESETS: dict[str, str] = {
+    "univfd": "univfd-center-crop224",
+    "npr": "forensynths-resize256",
+    "cnnspot": "cnnspot-center-crop224",
+}
+
+
+def _with_preset(overrides: dict[str, Any], kind: str, preset: str | None, notes: list[str]) -> str:
+    """Put the preset's config into ``overrides``; returns the preset's name (noted)."""
+    name = preset or DEFAULT_PRESETS[kind]
+    overrides["preprocess"] = get_preset(name).model_dump()
+    notes.append(f"test preprocessing: preset {name!r}" + ("" if preset else f" (the official {kind} protocol)"))
+    return name
+
+
 def _with_threshold(overrides: dict[str, Any], threshold: float | None) -> dict[str, Any]:
     if threshold is not None:
         if not 0.0 <= threshold <= 1.0:
@@ -208,6 +232,7 @@ def convert_univfd(
     *,
     backbone: str = DEFAULT_CLIP,
     full: bool = False,
+    preset: str | None = None,
     threshold: float | None = None,
     overwrite: bool = False,
 ) -> Path:
@@ -226,18 +251,21 @@ def convert_univfd(
             "a dict {'weight': [1, 768], 'bias': [1]}"
         )
     state, notes = dict(obj), ["layout: bare state dict of the linear head"]
-    detector = create_detector("univfd", **_with_threshold({"backbone": backbone}, threshold))
+    overrides: dict[str, Any] = {"backbone": backbone}
+    preset_name = _with_preset(overrides, "univfd", preset, notes)
+    detector = create_detector("univfd", **_with_threshold(overrides, threshold))
     what = f"{checkpoint} does not match UnivFD's head for backbone {backbone!r}"
     head = check_keys(state, {k: v for k, v in detector.fc.state_dict().items()}, what, notes)
     detector.fc.load_state_dict(head)
     return _finish(detector, output, checkpoint, "univfd-official", notes, adapter_only=not full,
-                   extra={"backbone": backbone})
+                   extra={"backbone": backbone, "preset": preset_name})
 
 
 def convert_npr(
     checkpoint: str | os.PathLike,
     output: str | os.PathLike,
     *,
+    preset: str | None = None,
     threshold: float | None = None,
     overwrite: bool = False,
 ) -> Path:
@@ -256,18 +284,21 @@ def convert_npr(
     blocks, width = resnet_arch(state, 2, what)
     if len(blocks) != 2:  # pragma: no cover - resnet_arch returns `stages` entries
         raise CheckpointError(f"{what}: expected 2 stages")
-    detector = create_detector("npr", **_with_threshold({"blocks": blocks, "width": width}, threshold))
+    overrides: dict[str, Any] = {"blocks": blocks, "width": width}
+    preset_name = _with_preset(overrides, "npr", preset, notes)
+    detector = create_detector("npr", **_with_threshold(overrides, threshold))
     expected = {k[len("net."):]: v for k, v in detector.state_dict().items()}
     state = check_keys(state, expected, f"{what} (blocks {blocks}, width {width})", notes)
     detector.load_weights({f"net.{k}": v for k, v in state.items()})
     return _finish(detector, output, checkpoint, "npr-official", notes,
-                   extra={"blocks": list(blocks), "width": width})
+                   extra={"blocks": list(blocks), "width": width, "preset": preset_name})
 
 
 def convert_cnnspot(
     checkpoint: str | os.PathLike,
     output: str | os.PathLike,
     *,
+    preset: str | None = None,
     threshold: float | None = None,
     overwrite: bool = False,
 ) -> Path:
@@ -277,9 +308,11 @@ def convert_cnnspot(
     state, notes = unwrap_state_dict(load_checkpoint(checkpoint), checkpoint, containers=("model",))
     what = f"{checkpoint} does not match the official CNNSpot ResNet-50"
     blocks, width = resnet_arch(state, 4, what)
-    detector = create_detector("cnnspot", **_with_threshold({"blocks": blocks, "width": width}, threshold))
+    overrides: dict[str, Any] = {"blocks": blocks, "width": width}
+    preset_name = _with_preset(overrides, "cnnspot", preset, notes)
+    detector = create_detector("cnnspot", **_with_threshold(overrides, threshold))
     expected = {k[len("net."):]: v for k, v in detector.state_dict().items()}
     state = check_keys(state, expected, f"{what} (blocks {blocks}, width {width})", notes)
     detector.load_weights({f"net.{k}": v for k, v in state.items()})
     return _finish(detector, output, checkpoint, "cnnspot-official", notes,
-                   extra={"blocks": list(blocks), "width": width})
+                   extra={"blocks": list(blocks), "width": width, "preset": preset_name})

@@ -23,12 +23,19 @@ checkpoint; the head type from the head's shape. The DeepfakeBench layout has no
 ``keep_singular_values`` cannot be used to fine-tune an imported model further: the original
 weight norms are not in the files.
 
-The command line ``aigi convert effort-official CKPT OUT_DIR [--backbone ID_OR_DIR]`` calls
-:func:`convert_effort_official`.
+Test preprocessing follows the codebase the layout comes from: DeepfakeBench checkpoints get the
+preset ``deepfakebench-resize224`` (the official ``training/demo.py`` resizes the whole image to
+224 x 224, CLIP statistics), UnivFD-codebase checkpoints ``effort-translate-duplicate`` (tile
+to 256, centre crop 224). ``preset=`` picks another; the choice is returned in the notes and
+written to ``conversion.json``.
+
+The command line ``aigi convert effort-official CKPT OUT_DIR [--backbone ID_OR_DIR] [--preset NAME]``
+calls :func:`convert_effort_official`.
 """
 
 from __future__ import annotations
 
+import json
 import pickle
 import re
 from pathlib import Path
@@ -37,9 +44,11 @@ from typing import Any
 import torch
 
 from ..backbones.clip import DEFAULT_CLIP, PRESETS, ClipBackboneConfig
+from ..data.transforms import preset as get_preset
 from ..detectors.base import CONFIG_NAME, CheckpointError
 from ..detectors.effort import Effort, EffortConfig
 from ..layers.svd_residual import ATTENTION_PATTERN, MLP_PATTERN
+from .baselines import CONVERSION_NAME, _sha256
 
 __all__ = ["convert_effort_official", "read_official_state"]
 
@@ -103,8 +112,12 @@ def _targets(names: list[str]) -> str:
     return "|".join(re.escape(n) for n in sorted(names))
 
 
+#: the official test protocol of each released layout
+LAYOUT_PRESETS = {"deepfakebench": "deepfakebench-resize224", "univfd": "effort-translate-duplicate"}
+
+
 def convert_effort_official(checkpoint: Path, output: Path, *, backbone: str = DEFAULT_CLIP,
-                            overwrite: bool = False) -> Path:
+                            overwrite: bool = False, preset: str | None = None) -> Path:
     """Convert an official Effort checkpoint into a self-describing detector folder at ``output``.
 
     ``backbone`` names the CLIP architecture the checkpoint was trained on (hub id, local folder or
@@ -151,8 +164,9 @@ def convert_effort_official(checkpoint: Path, output: Path, *, backbone: str = D
         raise CheckpointError(f"the head has {head_out} outputs; expected 1 (UnivFD) or 2 (DeepfakeBench)")
 
     spec = ClipBackboneConfig(source=backbone, vision=_KNOWN_VISION.get(backbone))
+    preset_name = preset or LAYOUT_PRESETS[layout]
     config = EffortConfig(backbone=spec, targets=_targets(list(svd_names)), trainable_rank=ranks[0],
-                          head="one_logit" if head_out == 1 else "two_logit")
+                          head="one_logit" if head_out == 1 else "two_logit", preprocess=get_preset(preset_name))
     model = Effort(config, pretrained_backbone=False, decompose=False)
     own = model.state_dict()
     # Tensors the official files do not carry and Effort does not need for its logits.
@@ -175,4 +189,9 @@ def convert_effort_official(checkpoint: Path, output: Path, *, backbone: str = D
     full = {k: (mapped[k].to(own[k].dtype) if k in mapped else own[k]) for k in own}
     model.load_state_dict(full, strict=True)
     model.save_pretrained(output, adapter_only=False)
+    record = {"format": f"effort-official-{layout}", "source": Path(checkpoint).name,
+              "source_sha256": _sha256(Path(checkpoint)), "layout": layout, "preset": preset_name,
+              "notes": [f"layout: {layout}", f"test preprocessing: preset {preset_name!r}"
+                        + ("" if preset else f" (the official {layout} protocol)")]}
+    (output / CONVERSION_NAME).write_text(json.dumps(record, indent=2) + "\n")
     return output

@@ -19,16 +19,30 @@ so fine generation artifacts survive. Exact rules chosen here:
   patches it is first translate-duplicated (tiled, never resampled) until both
   sides reach ``grid * patch`` pixels, then selected as usual; the result is
   still deterministic and still made of original pixels.
+
+``rule="official"`` ranks patches exactly as DGS-Net's released
+``PatchSelectionTransform`` does, so imported DGS-Net checkpoints see the patches
+they were trained on: per patch ``np.dot(patch, (0.299, 0.587, 0.114))``, divided
+by 255 only when its maximum exceeds 1, ``fftshift(fft2)``, power normalised by
+``sum + 1e-12``, entropy ``-sum(p * log2(p + 1e-12))``, then numpy's default
+(not stable) ``argsort``. The two rules order patches the same way except where
+entropies tie or nearly tie (e.g. flat patches of different colours, which tie at
+0 under ours). The official code draws its shuffle from Python's global
+``random`` at test time too; :func:`image_seed` gives a per-image seed instead, so
+the same image always gets the same arrangement.
 """
 
 from __future__ import annotations
+
+import hashlib
+from typing import Literal
 
 import numpy as np
 from PIL import Image
 
 from .io import to_rgb
 
-__all__ = ["GRAY_WEIGHTS", "patch_entropies", "select_patches"]
+__all__ = ["GRAY_WEIGHTS", "image_seed", "official_patch_entropies", "patch_entropies", "select_patches"]
 
 GRAY_WEIGHTS: tuple[float, float, float] = (0.299, 0.587, 0.114)
 
@@ -72,6 +86,42 @@ def patch_entropies(gray: np.ndarray, patch: int = 32) -> np.ndarray:
     return -terms.sum(axis=(-2, -1))
 
 
+def official_patch_entropies(rgb: np.ndarray, patch: int = 32) -> np.ndarray:
+    """Entropies of the ``patch`` x ``patch`` blocks of ``rgb`` (H, W, 3) computed as DGS-Net's code does.
+
+    Same block order and top-left crop as :func:`patch_entropies`; returns shape
+    ``(H // patch, W // patch)``. Each block is processed on its own, in the order of
+    operations of the released code, so the values (and hence near-tie orderings)
+    are the official ones bit for bit.
+    """
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] < 3:
+        raise ValueError(f"official_patch_entropies expects an H x W x 3 array, got shape {rgb.shape}")
+    blocks = _split_patches(rgb, patch)
+    rows, cols = blocks.shape[:2]
+    out = np.zeros((rows, cols), dtype=np.float64)
+    weights = [0.299, 0.587, 0.114]
+    for r in range(rows):
+        for c in range(cols):
+            gray = np.dot(blocks[r, c][..., :3], weights)
+            if gray.max() > 1:
+                gray = gray / 255.0
+            power = np.abs(np.fft.fftshift(np.fft.fft2(gray))) ** 2
+            flat = power.flatten()
+            prob = flat / (np.sum(flat) + 1e-12)
+            out[r, c] = -np.sum(prob * np.log2(prob + 1e-12))
+    return out
+
+
+def image_seed(img: Image.Image | np.ndarray, seed: int = 0) -> np.random.Generator:
+    """A generator seeded by ``seed`` and the image's pixels (size included): same image, same draws."""
+    arr = np.ascontiguousarray(np.asarray(to_rgb(img) if isinstance(img, Image.Image) else img))
+    h = hashlib.blake2b(digest_size=8)
+    h.update(np.asarray(arr.shape, dtype=np.int64).tobytes())
+    h.update(arr.tobytes())
+    return np.random.default_rng([int(seed), int.from_bytes(h.digest(), "little")])
+
+
 def _tile_to(arr: np.ndarray, target: int) -> np.ndarray:
     """Repeat ``arr`` (H,W,C) until both sides are at least ``target`` (no resampling)."""
     h, w = arr.shape[:2]
@@ -88,6 +138,7 @@ def select_patches(
     n_low: int = 24,
     n_high: int = 25,
     grid: int = 7,
+    rule: Literal["aigi", "official"] = "aigi",
 ) -> Image.Image:
     """Keep the ``n_low`` lowest- and ``n_high`` highest-entropy patches as a grid image.
 
@@ -95,7 +146,10 @@ def select_patches(
     patches tiled row-major. ``rng`` shuffles the kept patches (training); with
     ``rng=None`` they stay in ascending-entropy order, low group first. Images
     with fewer than ``grid**2`` patches are tiled up to ``grid * patch`` first.
+    ``rule`` picks the entropy and sort (module docstring).
     """
+    if rule not in ("aigi", "official"):
+        raise ValueError(f"rule must be 'aigi' or 'official', got {rule!r}")
     if n_low < 0 or n_high < 0 or n_low + n_high != grid * grid:
         raise ValueError(
             f"n_low + n_high must equal grid**2 = {grid * grid}, got {n_low} + {n_high}"
@@ -105,8 +159,10 @@ def select_patches(
     if (rgb.shape[0] // patch) * (rgb.shape[1] // patch) < grid * grid:
         rgb = _tile_to(rgb, side)
 
-    ent = patch_entropies(_to_gray(rgb), patch).ravel()
-    order = np.argsort(ent, kind="stable")
+    if rule == "official":
+        order = np.argsort(official_patch_entropies(rgb, patch).ravel())
+    else:
+        order = np.argsort(patch_entropies(_to_gray(rgb), patch).ravel(), kind="stable")
     chosen = np.concatenate([order[:n_low], order[order.size - n_high :]])
     if rng is not None:
         chosen = rng.permutation(chosen)

@@ -20,7 +20,11 @@ Geometric modes (``size`` is the final square side):
   ``max(resize_to, size)``, then a centre / random crop;
 * ``patch_selection``: :func:`aigi.data.patches.select_patches` with a
   ``size // 32`` grid (``size`` must be a multiple of 32); shuffled with the
-  rng at train time, unshuffled (deterministic) at test time;
+  rng at train time; at test time unshuffled, or (``patch_test_shuffle``, as
+  DGS-Net's official loader) shuffled by a generator seeded from
+  ``patch_seed`` and the image's pixels, so a score is reproducible and does
+  not depend on batch order; ``patch_entropy`` picks our entropy rule or the
+  official code's (see :mod:`aigi.data.patches`);
 * ``none``: no geometric change.
 
 ``even_crop`` then drops the last row/column of an odd-sized result (NPR).
@@ -32,13 +36,21 @@ tensor -> normalisation; the test path ignores the rng entirely.
 
 All randomness comes from the ``numpy.random.Generator`` passed to the call,
 so a per-sample seeded generator makes training reproducible.
+
+**Presets** (:data:`PRESETS`, :func:`preset`): named ``PreprocessConfig`` s that
+reproduce one official codebase's test protocol (ForenSynths resize-256, native
+size, UnivFD centre crop, Effort translate-duplicate, DeepfakeBench resize-224,
+DFFreq centre-crop-256, CNNSpot no-crop, DGS-Net patch selection, ...). Anywhere a
+``PreprocessConfig`` is validated (a detector's config, a recipe, a protocol file)
+the preset's name may stand for it: ``preprocess: deepfakebench-resize224``.
+``docs/preprocessing.md`` has the table of methods × codebases.
 """
 
 from __future__ import annotations
 
 import io as _io
 import math
-from typing import Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -46,7 +58,7 @@ from PIL import Image, ImageEnhance, ImageFilter
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .io import to_rgb
-from .patches import select_patches
+from .patches import image_seed, select_patches
 
 __all__ = [
     "AugmentConfig",
@@ -54,11 +66,15 @@ __all__ = [
     "CLIP_STD",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "PRESETS",
+    "Preset",
     "PreprocessConfig",
     "Transform",
     "build_transform",
     "center_crop",
     "normalize",
+    "preset",
+    "preset_name",
     "random_crop",
     "to_tensor",
     "translate_duplicate",
@@ -112,6 +128,29 @@ class PreprocessConfig(BaseModel):
     normalize: Literal["clip", "imagenet", "none"] = "imagenet"
     flip: bool = Field(True, description="random horizontal flip (p=0.5) at train time")
     even_crop: bool = Field(False, description="crop H, W to even sizes (NPR with mode 'none')")
+    patch_entropy: Literal["aigi", "official"] = Field(
+        "aigi", description="patch_selection ranking: ours (natural log, stable ties) or the DGS-Net code's "
+        "(log2 with 1e-12 guards, numpy's default argsort)"
+    )
+    patch_test_shuffle: bool = Field(
+        False, description="patch_selection at test time: shuffle the kept patches (DGS-Net's official loader)"
+    )
+    patch_seed: int = Field(0, ge=0, description="seed of the test-time patch shuffle (mixed with the image's pixels)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_preset_name(cls, data: Any) -> Any:
+        """A preset's name stands for its config (``preprocess: deepfakebench-resize224``)."""
+        if isinstance(data, str):
+            return preset(data).model_dump()
+        return data
+
+
+class Preset(NamedTuple):
+    """A named test protocol of an official codebase."""
+
+    config: PreprocessConfig
+    protocol: str
 
 
 class AugmentConfig(BaseModel):
@@ -355,13 +394,20 @@ class Transform:
         if mode == "patch_selection":
             grid = pre.size // _PATCH
             n_high = (grid * grid + 1) // 2
+            if self.train:
+                order_rng = rng
+            elif pre.patch_test_shuffle:
+                order_rng = image_seed(img, pre.patch_seed)
+            else:
+                order_rng = None
             selected = select_patches(
                 img,
-                rng if self.train else None,
+                order_rng,
                 patch=_PATCH,
                 n_low=grid * grid - n_high,
                 n_high=n_high,
                 grid=grid,
+                rule=pre.patch_entropy,
             )
             return np.asarray(selected)
         if mode == "none":
@@ -399,3 +445,79 @@ def build_transform(
     ``augment`` is ignored at test time: evaluation never augments.
     """
     return Transform(pre, train=train, augment=augment)
+
+
+# --------------------------------------------------------------------------- presets
+
+
+def _p(protocol: str, **fields: Any) -> Preset:
+    return Preset(PreprocessConfig.model_validate(fields), protocol)
+
+
+#: every named protocol; the key is what ``--preprocess NAME`` and config files accept
+PRESETS: dict[str, Preset] = {
+    "forensynths-resize256": _p(
+        "ForenSynths / DiffusionForensics / UnivFD sets in NPR's test.py (no_resize=False, no_crop=True): "
+        "torchvision Resize((256, 256)) bilinear on the PIL image, no crop, ImageNet statistics; also "
+        "AIGIBench's test script and DFFreq's May 2025 release",
+        size=256, test="resize", train="resize_random_crop", resize_to=256, interpolation="bilinear",
+        normalize="imagenet"),
+    "native": _p(
+        "GANGen-Detection in NPR's test.py (no_resize=True, no_crop=True): the decoded image as it is, "
+        "ImageNet statistics (images of different sizes are scored one per batch)",
+        test="none", train="resize_random_crop", normalize="imagenet"),
+    "cnnspot-no-crop": _p(
+        "CNNDetection demo.py / demo_dir.py default (no --crop): ToTensor + ImageNet statistics on the "
+        "whole image, no resize, no crop",
+        test="none", train="resize_random_crop", normalize="imagenet"),
+    "cnnspot-center-crop224": _p(
+        "CNNDetection eval.py (no_resize=True, no_crop unset): CenterCrop(224) without resizing "
+        "(zero-padded when smaller), ImageNet statistics",
+        size=224, test="center_crop", train="resize_random_crop", normalize="imagenet"),
+    "univfd-center-crop224": _p(
+        "UniversalFakeDetect validate.py: CenterCrop(224) without resizing, CLIP statistics",
+        size=224, test="center_crop", train="random_crop", normalize="clip"),
+    "effort-translate-duplicate": _p(
+        "Effort, UniversalFakeDetect-codebase checkpoints: tile small images (never resample) until "
+        "both sides reach 256, CenterCrop(224), CLIP statistics",
+        size=224, test="translate_duplicate", train="translate_duplicate_random_crop", resize_to=256,
+        normalize="clip"),
+    "deepfakebench-resize224": _p(
+        "Effort, DeepfakeBench-codebase checkpoints (training/demo.py): the whole image resized to "
+        "224 x 224, CLIP statistics. The official demo resizes with cv2 INTER_LINEAR (no antialiasing); "
+        "this preset resizes with Pillow's bilinear filter, so down-scaled pixels differ slightly",
+        size=224, test="resize", train="resize", interpolation="bilinear", normalize="clip"),
+    "genimage-translate-duplicate224": _p(
+        "NPR on GenImage: tile small images (never resample) until both sides reach 256, then "
+        "CenterCrop(224), ImageNet statistics",
+        size=224, test="translate_duplicate", train="translate_duplicate_random_crop", resize_to=256,
+        normalize="imagenet"),
+    "dffreq-center-crop256": _p(
+        "DFFreq current release (DFFreq-main data/datasets.py): CenterCrop(256) with no resize "
+        "(zero-padded when smaller), ImageNet statistics; training RandomCrop(256) + flip",
+        size=256, test="center_crop", train="random_crop", normalize="imagenet"),
+    "dgsnet-patch-selection": _p(
+        "DGS-Net data/PatchSelectionTransform.py: the 24 lowest- and 25 highest-spectral-entropy 32 x 32 "
+        "patches (the code's entropy), shuffled at test time too (here seeded by patch_seed and the "
+        "image), tiled 7 x 7 = 224 x 224, ImageNet statistics although the backbone is CLIP",
+        size=224, test="patch_selection", train="patch_selection", normalize="imagenet",
+        patch_entropy="official", patch_test_shuffle=True),
+}
+
+
+def preset(name: str) -> PreprocessConfig:
+    """The ``PreprocessConfig`` of the preset ``name`` (a fresh copy); unknown names list the known ones."""
+    try:
+        return PRESETS[name].config.model_copy(deep=True)
+    except KeyError:
+        raise ValueError(
+            f"unknown preprocessing preset {name!r}; known presets: {', '.join(sorted(PRESETS))}"
+        ) from None
+
+
+def preset_name(config: PreprocessConfig) -> str | None:
+    """The name of the preset equal to ``config``, or None."""
+    for name, p in PRESETS.items():
+        if p.config == config:
+            return name
+    return None

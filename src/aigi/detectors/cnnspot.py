@@ -9,14 +9,20 @@ from pydantic import Field
 from torch import nn
 
 from ..backbones.resnet import ResNet, load_imagenet_weights
-from ..data.transforms import PreprocessConfig
+from ..data.transforms import PreprocessConfig, preset
 from .base import Detector, DetectorConfig
 from .registry import AIGI, register
 
 
 def _cnnspot_preprocess() -> PreprocessConfig:
-    # Train: shorter side to 256, random crop 224, flip. Test: centre crop 224, no resize.
-    return PreprocessConfig(train="resize_random_crop", test="center_crop", normalize="imagenet")
+    """The ``cnnspot-center-crop224`` preset: the official eval.py's protocol.
+
+    CNNDetection's eval.py sets ``no_resize`` and leaves ``no_crop`` off, so test images are
+    centre-cropped to 224 without resizing; training resizes the shorter side to 256, crops
+    224 at random and flips. (Its demo scripts score the whole image instead:
+    ``preprocess: cnnspot-no-crop``.)
+    """
+    return preset("cnnspot-center-crop224")
 
 
 class CNNSpotConfig(DetectorConfig):
@@ -32,7 +38,7 @@ class CNNSpotConfig(DetectorConfig):
 
 @register("cnnspot", task=AIGI)
 class CNNSpot(Detector):
-    """CNNSpot: ResNet-50 (ImageNet init), last layer Linear(2048, 1) initialised N(0, 0.02)."""
+    """CNNSpot: ResNet-50 (ImageNet init), last layer Linear(2048, 1), weight N(0, 0.02), default bias init."""
 
     config_class = CNNSpotConfig
     tiny_overrides: ClassVar[dict[str, Any]] = {"blocks": (1, 1, 1, 1), "width": 4, "preprocess.size": 32,
@@ -44,8 +50,9 @@ class CNNSpot(Detector):
         self.net = ResNet(tuple(self.config.blocks), width=self.config.width, fc_name="fc")
         if load_imagenet and self.config.imagenet_weights:
             load_imagenet_weights(self.net, self.config.imagenet_weights)
+        # the official trainer re-draws only the weight; the bias keeps nn.Linear's default
+        # U(-1/sqrt(2048), 1/sqrt(2048)) initialisation
         nn.init.normal_(self.net.fc.weight, 0.0, 0.02)
-        nn.init.zeros_(self.net.fc.bias)
 
     @classmethod
     def build_for_loading(cls, config: DetectorConfig, *, adapter_only: bool) -> Detector:

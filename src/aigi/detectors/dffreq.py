@@ -1,61 +1,98 @@
-"""DFFreq (Yan et al., 2025): dual frequency branch with reconstructed sliding windows.
+"""DFFreq (Yan et al., 2025; IEEE TIFS 2026): dual frequency branch with reconstructed sliding windows.
 
-Architecture (official code, a copy inside the AIGIBench repository)::
+Architecture (official code)::
 
     x ─┬─ haar_dwt ─ regroup 2x2 blocks ─ LN ─ WindowAttn(4) ─(+)─ ungroup ─ haar_idwt ─ x_idwt
        │                                └──────────────────────┘
        └─ rfft2 ─ |F|, angle(F) ─ WindowAttn(8) over the phase ─ irfft2 ─ × fft_scale ─ x_fft
-    x_idwt + 0.2 · x_fft ─▶ truncated ResNet-50 (3×3 stride-2 stem, layer1, layer2, pool, fc1) ─▶ logit
+    a · x_idwt + b · x_fft ─▶ truncated ResNet-50 (3×3 stride-2 stem, layer1, layer2, pool, fc1) ─▶ logit
 
-The truncated ResNet-50 is NPR's classifier, without the NPR residual. ``fft_scale`` is a
-learnable scalar initialised to 0, so at initialisation the network is exactly the
-wavelet branch followed by the ResNet. The attention blocks work on the 3 colour channels
-(``dim = 3``, one head, no qkv bias). The parameter count does not depend on the input
-size (the attention gates depend on the window, not on the image): 1,437,761 in the
-ResNet (exactly NPR's count) and 4,681 in the frequency block, 1,442,442 in all.
+Two releases, selected by ``release`` (default ``current``):
 
-Recipe (official): Adam lr 1e-4, batch 128, lr × 0.9 every 10 epochs; Resize(256) →
-RandomCrop(224) → flip; ImageNet normalisation; validation Resize(256) → CenterCrop(224).
-Project choices: the official loader resizes to exactly 256 × 256, here the shorter side
-goes to 256 (identical for square images); AIGIBench's test script feeds the 256 × 256
-resized image without a crop (``preprocess.test=resize`` with ``preprocess.size=256``);
-the official loop decays the rate after 0-based epochs 10, 20, ... (i.e. after 11, 21,
-... epochs), the recipe's step schedule every 10 epochs.
+* ``current`` — AIGIBench ``detector_codes/DFFreq-main`` since February 2026 and the standalone
+  HorizonTEL/DFFreq-main repository (``checkpoints/model_epoch_last.pth``): module
+  ``FreqLCBlock``, gate ``mlp``, fusion ``0.6 · x_idwt + 0.4 · x_ifft``; test transform
+  CenterCrop(256) with no resize (preset ``dffreq-center-crop256``), training RandomCrop(256)
+  + flip.
+* ``2025-05`` — the May 2025 copy in AIGIBench (``networks/DFFreq.py``): module ``DFFreq``,
+  gate ``GMLP``, fusion ``x_idwt + 0.2 · x_ifft``; test Resize((256, 256)) without a crop
+  (preset ``forensynths-resize256``), training Resize(256) → RandomCrop(224) → flip.
 
-Official checkpoints load after :func:`convert_official_state_dict` (renames, and drops the
-``pytorch_wavelets`` filter buffers, which this implementation does not need).
+``release`` sets the two fusion weights; the test preprocessing is the ``preprocess`` field
+(a preset name is accepted there), and :func:`dffreq_release_preprocess` gives each release's.
+Both releases have the same parameters, 1,442,442 in all: 1,437,761 in the ResNet (exactly
+NPR's count) and 4,681 in the frequency block. The attention blocks work on the 3 colour
+channels (``dim = 3``, one head, no qkv bias). ``fft_scale`` is a learnable scalar
+initialised to 0, so at initialisation the network is the scaled wavelet branch followed by
+the ResNet. Every convolution, the frequency block's included, starts from the ResNet's
+Kaiming fan-out rule, as the official constructor applies it to all its modules.
+
+Recipe (official): Adam lr 1e-4, batch 128, lr × 0.9 every 10 epochs. The official
+evaluation loader sets ``drop_last=True`` (a partial last batch is silently skipped);
+``aigi`` scores every image.
+
+Official checkpoints (bare state dicts, either release) load with ``aigi convert dffreq``
+(:mod:`aigi.convert.dffreq`), which detects the release from the key names.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Literal, Mapping
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
+from torch import nn
 
 from ..backbones.resnet import ResNet
-from ..data.transforms import PreprocessConfig
+from ..data.transforms import PreprocessConfig, preset
 from ..layers.frequency import DualFrequencyBlock
 from .base import Detector, DetectorConfig
 from .registry import AIGI, register
 
 
+#: fusion weights (idwt, fft) and test preset of each release
+RELEASES: dict[str, tuple[float, float, str]] = {
+    "current": (0.6, 0.4, "dffreq-center-crop256"),
+    "2025-05": (1.0, 0.2, "forensynths-resize256"),
+}
+
+
+def dffreq_release_preprocess(release: str) -> PreprocessConfig:
+    """The official test preprocessing of a DFFreq release (``current`` or ``2025-05``)."""
+    if release not in RELEASES:
+        raise ValueError(f"unknown DFFreq release {release!r}; choose one of {', '.join(RELEASES)}")
+    return preset(RELEASES[release][2])
+
+
 def _dffreq_preprocess() -> PreprocessConfig:
-    # Train: Resize(256) -> RandomCrop(224) -> flip; validation: Resize(256) -> CenterCrop(224).
-    return PreprocessConfig(train="resize_random_crop", test="resize_center_crop", size=224, resize_to=256,
-                            normalize="imagenet")
+    # the current release: CenterCrop(256), no resize (DFFreq-main data/datasets.py)
+    return dffreq_release_preprocess("current")
 
 
 class DFFreqConfig(DetectorConfig):
     preprocess: PreprocessConfig = Field(default_factory=_dffreq_preprocess)
+    release: Literal["current", "2025-05"] = Field(
+        "current", description="official release: 'current' (FreqLCBlock, 0.6/0.4 fusion) or '2025-05' (1/0.2)"
+    )
     blocks: tuple[int, int] = Field((3, 4), description="bottleneck blocks in layer1, layer2 (ResNet-50: 3, 4)")
     width: int = Field(64, ge=1, description="stem width of the truncated ResNet (64)")
     num_heads: int = Field(1, ge=1, description="attention heads over the 3 colour channels (official: 1)")
     qkv_bias: bool = Field(False, description="bias in the qkv convolutions (official: False)")
     dwt_window: int = Field(4, ge=1, description="wavelet attention window: 4 = one 2x2 block of all 4 sub-bands")
     fft_window: int = Field(8, ge=1, description="window of the phase attention (official: 8)")
-    fft_weight: float = Field(0.2, description="weight of the FFT branch in the fusion x_idwt + w * x_fft")
     fft_scale_init: float = Field(0.0, description="initial value of the learnable FFT scale (official: 0)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_fft_weight(cls, data: Any) -> Any:
+        """Folders written before ``release`` existed stored ``fft_weight: 0.2``: that is the May 2025 fusion."""
+        if isinstance(data, dict) and "fft_weight" in data:
+            data = dict(data)
+            weight = data.pop("fft_weight")
+            if weight != 0.2:
+                raise ValueError(f"fft_weight={weight!r} matches no DFFreq release; use release: current or 2025-05")
+            data.setdefault("release", "2025-05")
+        return data
 
 
 @register("dffreq", task=AIGI)
@@ -65,14 +102,24 @@ class DFFreq(Detector):
     config_class = DFFreqConfig
     tiny_overrides: ClassVar[dict[str, Any]] = {"blocks": (1, 1), "width": 4, "preprocess.size": 32,
                                                  "preprocess.resize_to": 36}
+
+    @property
+    def fusion_weights(self) -> tuple[float, float]:
+        """(idwt, fft) weights of the configured release."""
+        idwt, fft, _ = RELEASES[self.config.release]
+        return idwt, fft
     full_size_overrides: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config: DFFreqConfig) -> None:
         super().__init__(config)
         c = self.config
+        idwt_w, fft_w, _ = RELEASES[c.release]
         self.freq = DualFrequencyBlock(3, num_heads=c.num_heads, bias=c.qkv_bias, dwt_window=c.dwt_window,
-                                       fft_window=c.fft_window, fft_weight=c.fft_weight,
+                                       fft_window=c.fft_window, fft_weight=fft_w, idwt_weight=idwt_w,
                                        fft_scale_init=c.fft_scale_init)
+        for m in self.freq.modules():  # the official constructor's Kaiming loop covers the block too
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         self.net = ResNet(tuple(c.blocks), stages=2, stem="npr", width=c.width, fc_name="fc1")
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -80,28 +127,11 @@ class DFFreq(Detector):
 
 
 def convert_official_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename an official DFFreq ``resnet50`` state dict to this detector's names.
+    """An official DFFreq state dict (either release) renamed to this detector's keys.
 
-    ``DFFreq.norm1.body.*`` → ``freq.norm1.*``, ``DFFreq.*.GMLP.*`` → ``freq.*.gate.*``, other
-    ``DFFreq.*`` → ``freq.*``, the ResNet (``conv1``, ``bn1``, ``layer1``, ``layer2``, ``fc1``)
-    → ``net.*``; a leading ``module.`` (DataParallel) is removed and the Haar filter buffers
-    of ``pytorch_wavelets`` (``*dwt_transform.*``) are dropped. Unknown keys raise.
+    Thin alias of :func:`aigi.convert.dffreq.map_official_state` that drops the detected
+    release; unknown or missing keys raise a ``CheckpointError`` listing them.
     """
-    out: dict[str, torch.Tensor] = {}
-    unknown: list[str] = []
-    for key, value in state.items():
-        k = key[len("module."):] if key.startswith("module.") else key
-        if "dwt_transform." in k:  # also matches idwt_transform: fixed filters, not weights
-            continue
-        if k.startswith("DFFreq."):
-            k = "freq." + k[len("DFFreq."):]
-            k = k.replace(".norm1.body.", ".norm1.").replace(".GMLP.", ".gate.")
-        elif k.split(".")[0] in {"conv1", "bn1", "layer1", "layer2", "fc1"}:
-            k = "net." + k
-        else:
-            unknown.append(key)
-            continue
-        out[k] = value
-    if unknown:
-        raise KeyError(f"not DFFreq weights: unexpected keys {unknown[:10]}")
-    return out
+    from ..convert.dffreq import map_official_state
+
+    return map_official_state(state)[0]

@@ -35,9 +35,14 @@ Project choices and where they differ from the official code:
   (checked via ``backbone.weights_sha256``) and normalisation. Building stage 2 with
   ``teacher_head: null`` leaves the teacher head at its random initialisation and logs a
   warning (that is only useful for tests).
-* **Normalisation.** The official code normalises with ImageNet statistics although the
-  backbone is CLIP; here it is the ordinary setting ``preprocess.normalize`` with the CLIP
-  default (``preprocess.normalize: imagenet`` reproduces the official input exactly).
+* **Test preprocessing** (preset ``dgsnet-patch-selection``, the default): the official
+  datasets normalise with ImageNet statistics although the backbone is CLIP, rank patches
+  with the code's own entropy formula, and shuffle the selected patches at test time too
+  (from Python's global ``random``, so the official score of an image depends on the loader's
+  history). Here the test shuffle is seeded by ``preprocess.patch_seed`` and the image's
+  pixels: the same image always gets the same arrangement and score. Official checkpoints
+  need these settings (``aigi convert dgsnet`` writes them); a recipe may choose
+  ``preprocess.normalize: clip`` for models trained here, in both stages.
 * **LoRA scale.** ``alpha / sqrt(r)`` as in the CLIP-LoRA ``loralib`` the official code
   derives from (its ``loralib/utils.py`` is CLIP-LoRA's); ``lora.scaling: alpha/r`` is the
   classic choice.
@@ -60,13 +65,12 @@ from pydantic import Field
 from safetensors import safe_open
 from torch import nn
 
-from ..data.transforms import PreprocessConfig
+from ..data.transforms import PreprocessConfig, preset
 from ..layers.captions import DEFAULT_FALLBACK, CaptionSource
 from ..layers.lora import LoRAConfig, lora_disabled
 from ._clip_family import ClipFamilyDetector
 from .base import WEIGHTS_NAME, CheckpointError, DetectorConfig, read_config
 from .clip_base import ClipDetectorConfig
-from .nsnet import patch_selection_preprocess
 from .registry import AIGI, register
 
 log = logging.getLogger("aigi")
@@ -75,7 +79,7 @@ HEAD = "img_frozen_fc"
 
 
 class DGSNetConfig(ClipDetectorConfig):
-    preprocess: PreprocessConfig = Field(default_factory=patch_selection_preprocess)
+    preprocess: PreprocessConfig = Field(default_factory=lambda: preset("dgsnet-patch-selection"))
     stage: Literal[1, 2] = Field(2, description="1: linear probe on frozen CLIP (teacher head); 2: the student")
     teacher_head: str | None = Field(
         None, description="stage 2: the stage-1 run folder to read img_frozen_fc from (relative to the current directory)"

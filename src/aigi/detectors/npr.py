@@ -14,7 +14,7 @@ import torch
 from pydantic import Field
 
 from ..backbones.resnet import ResNet
-from ..data.transforms import PreprocessConfig
+from ..data.transforms import PreprocessConfig, preset
 from .base import Detector, DetectorConfig
 from .registry import AIGI, register
 
@@ -28,8 +28,16 @@ def npr_residual(x: torch.Tensor) -> torch.Tensor:
 
 
 def _npr_preprocess() -> PreprocessConfig:
-    # Recipe: Resize(256) -> RandomCrop(224) -> flip, ImageNet normalisation.
-    return PreprocessConfig(train="resize_random_crop", test="center_crop", normalize="imagenet", even_crop=True)
+    """The ``forensynths-resize256`` preset: the official test.py's protocol for its main tables.
+
+    NPR's test.py resizes ForenSynths, DiffusionForensics and UnivFD images to exactly
+    256 x 256 (bilinear, no crop) and keeps GANGen images at their native size
+    (``preprocess: native``); GenImage tiles small images before a 224 crop
+    (``preprocess: genimage-translate-duplicate224``). NPR reads the up-sampling
+    pattern of neighbouring pixels, so the resampling choice changes results, not
+    decimals. Training: Resize(256) -> RandomCrop(224) -> flip, ImageNet statistics.
+    """
+    return preset("forensynths-resize256")
 
 
 class NPRConfig(DetectorConfig):

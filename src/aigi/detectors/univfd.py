@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import torch
+from pydantic import Field
 from torch import nn
 
+from ..data.transforms import PreprocessConfig, preset
 from .clip_base import ClipDetector, ClipDetectorConfig
 from .registry import AIGI, register
 
 
+def _univfd_preprocess() -> PreprocessConfig:
+    """The ``univfd-center-crop224`` preset: UniversalFakeDetect's validate.py (CenterCrop 224, CLIP statistics)."""
+    return preset("univfd-center-crop224")
+
+
 class UnivFDConfig(ClipDetectorConfig):
-    pass
+    preprocess: PreprocessConfig = Field(default_factory=_univfd_preprocess)
 
 
 @register("univfd", task=AIGI)

@@ -9,7 +9,8 @@
 * :class:`ChannelLayerNorm` -- LayerNorm over the channel axis of a (B, C, H, W) map.
 * :class:`DualFrequencyBlock` -- the wavelet branch (DWT -> regroup -> LN -> window
   attention -> residual -> IDWT) plus the FFT branch (attention over the phase with the
-  magnitude kept), fused as ``x_idwt + fft_weight * fft_scale * x_fft``.
+  magnitude kept), fused as ``idwt_weight * x_idwt + fft_weight * fft_scale * x_fft``
+  (current release ``FreqLCBlock``: 0.6 and 0.4; May 2025 copy ``DFFreq``: 1 and 0.2).
 
 Conventions follow the official code (which uses ``pytorch_wavelets`` with ``wave="haar"``),
 so official weights keep their meaning. For a 2 x 2 pixel block ``[[a, b], [c, d]]``::
@@ -176,7 +177,9 @@ class DualFrequencyBlock(nn.Module):
     ``x_fft = irfft2(|F| exp(i phi'), s=(H, W)) * fft_scale`` with ``fft_scale`` a learnable
     scalar initialised to 0, so the branch contributes nothing at initialisation.
 
-    Output: ``x_idwt + fft_weight * x_fft`` (official ``fft_weight`` 0.2).
+    Output: ``idwt_weight * x_idwt + fft_weight * x_fft``: 0.6 and 0.4 in the current
+    release (``FreqLCBlock``), 1.0 and 0.2 in the May 2025 copy (``DFFreq``). The
+    parameters are the same in both, so the parameter count is too.
 
     Project choice: inputs whose sides are not multiples of 4 are zero-padded at the
     bottom/right to the next multiple of 4 and the output is cropped back (the official
@@ -184,9 +187,11 @@ class DualFrequencyBlock(nn.Module):
     """
 
     def __init__(self, dim: int = 3, *, num_heads: int = 1, bias: bool = False, dwt_window: int = 4,
-                 fft_window: int = 8, fft_weight: float = 0.2, fft_scale_init: float = 0.0) -> None:
+                 fft_window: int = 8, fft_weight: float = 0.4, fft_scale_init: float = 0.0,
+                 idwt_weight: float = 0.6) -> None:
         super().__init__()
         self.fft_weight = fft_weight
+        self.idwt_weight = idwt_weight
         self.norm1 = ChannelLayerNorm(dim)
         self.dwt_attn = WindowAttention(dim, num_heads, bias=bias, window=dwt_window)
         self.fft_attn = WindowAttention(dim, num_heads, bias=bias, window=fft_window)
@@ -217,5 +222,5 @@ class DualFrequencyBlock(nn.Module):
         ph, pw = (-h) % 4, (-w) % 4
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph))
-        out = self.wavelet_branch(x) + self.fft_branch(x) * self.fft_weight
+        out = self.wavelet_branch(x) * self.idwt_weight + self.fft_branch(x) * self.fft_weight
         return out[..., :h, :w]
