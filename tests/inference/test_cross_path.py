@@ -57,7 +57,7 @@ def test_every_path_gives_identical_p_fake(image_tree, tmp_path):
             "WHERE s.role = 'test' AND sc.condition = 'clean'")}
 
     # serve, over HTTP on 127.0.0.1
-    app = create_app(model, ServeSettings(device="cpu", max_images=64, max_batch=64, max_pending=256))
+    app = create_app(model, ServeSettings(device="cpu", max_images=32, max_batch=32))
     with running_server(app) as base:
         body = [("files", (f.name, f.read_bytes(), "image/png")) for f in files]
         got = httpx.post(f"{base}/v1/detect", files=body, timeout=30).json()

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..detectors.folder import CONFIG_NAME, TRAINING_NAME, WEIGHTS_NAME, is_finished_folder
 from .plan import CLEAN, planned_conditions
 from .protocol import Protocol, ProtocolError, augmentation_overrides
 from .store import STORE_NAME, ResultStore, ScoreRow, weights_sha256
@@ -204,8 +205,8 @@ def _split_calibration(protocol: Protocol, store: ResultStore, test: list[Member
 
 
 def _finished(folder: Path) -> dict[str, Any] | None:
-    summary = folder / "training.json"
-    if (folder / "model.safetensors").is_file() and (folder / "config.json").is_file() and summary.is_file():
+    summary = folder / TRAINING_NAME
+    if is_finished_folder(folder) and summary.is_file():
         try:
             return json.loads(summary.read_text())
         except json.JSONDecodeError:
@@ -294,8 +295,8 @@ def _resolve_detectors(protocol: Protocol, output: Path, console, progress: bool
         if spec.model is not None:
             folder = Path(spec.model)
             read_config(folder)  # a clear error when it is not a detector folder
-            if not (folder / "model.safetensors").is_file():
-                raise ProtocolError(f"detector {spec.name!r}: {folder} has config.json but no model.safetensors")
+            if not is_finished_folder(folder):
+                raise ProtocolError(f"detector {spec.name!r}: {folder} has {CONFIG_NAME} but no {WEIGHTS_NAME}")
             info["source"] = "model"
         else:
             cfg = _recipe_config(spec, output, [], protocol.shared_recipe_overrides())
@@ -460,7 +461,6 @@ def run_protocol(
     import yaml
 
     from ..data.transforms import PreprocessConfig
-    from ..detectors.folder import CONFIG_NAME
     from ..inference.predictor import Predictor
 
     t0 = time.time()

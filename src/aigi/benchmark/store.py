@@ -135,7 +135,9 @@ def weights_sha256(model_dir: str | os.PathLike) -> str:
     """sha256 over ``model.safetensors`` then ``config.json`` of a detector folder."""
     model_dir = Path(model_dir)
     h = hashlib.sha256()
-    for name in ("model.safetensors", "config.json"):
+    from ..detectors.folder import CONFIG_NAME, WEIGHTS_NAME
+
+    for name in (WEIGHTS_NAME, CONFIG_NAME):
         path = model_dir / name
         if not path.is_file():
             raise FileNotFoundError(f"{model_dir} is not a detector folder: {name} not found")

@@ -38,10 +38,11 @@ from ..data.dataset import ImageDataset, collate
 from ..data.layouts import detect_layout, load_samples
 from ..data.transforms import build_transform
 from ..detectors.base import Detector
+from ..detectors.folder import CHECKPOINTS_DIR, TRAIN_CONFIG_NAME, TRAINING_NAME
 from ..detectors.registry import create_detector
 from .config import TrainConfig
 
-CHECKPOINTS = "checkpoints"
+CHECKPOINTS = CHECKPOINTS_DIR
 
 
 class GlobalBatchSampler(Sampler[list[int]]):
@@ -238,7 +239,7 @@ def train(cfg: TrainConfig, output: str | Path | None = None, *, resume: bool = 
     module, optimizer = acc.prepare(module, optimizer)
     if acc.is_main_process:
         run.mkdir(parents=True, exist_ok=True)
-        (run / "train_config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+        (run / TRAIN_CONFIG_NAME).write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
 
     result = TrainResult(output=run, steps=step)
     history_path = run / "history.jsonl"
@@ -310,7 +311,7 @@ def train(cfg: TrainConfig, output: str | Path | None = None, *, resume: bool = 
             "skipped_files": result.skipped_files,
             "recipe_sha256": cfg.digest(),
         }
-        (run / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
+        (run / TRAINING_NAME).write_text(json.dumps(summary, indent=2) + "\n")
     acc.end_training() if hasattr(acc, "end_training") else None
     return result
 
