@@ -51,6 +51,7 @@ def test_config_defaults_and_strictness():
         "normalize": "imagenet",
         "flip": True,
         "even_crop": False,
+        "face_scale": 1.3,
         "patch_entropy": "aigi",
         "patch_test_shuffle": False,
         "patch_seed": 0,

@@ -28,6 +28,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from .faces import DEFAULT_FACE_SCALE, crop_face
 from .io import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
 from .layouts import Sample
 
@@ -110,9 +111,17 @@ class ImageDataset(Dataset):
         i = range(len(self.samples))[i]  # bounds check and negative indices
         sample = self.samples[i]
         try:
-            img = decode_image(sample.path, max_pixels=self.max_pixels, draft_size=self.draft_size)
+            # a face box is in pixels of the stored image: never draft-decode (shrink) those
+            draft = None if sample.box is not None else self.draft_size
+            img = decode_image(sample.path, max_pixels=self.max_pixels, draft_size=draft)
         except ImageDecodeError as err:
             return {"error": str(err), "index": i}
+        if sample.box is not None:  # face-forgery data: the detector sees the enlarged face crop
+            scale = getattr(getattr(self.transform, "pre", None), "face_scale", DEFAULT_FACE_SCALE)
+            try:
+                img = crop_face(img, sample.box, scale)
+            except ValueError as err:
+                return {"error": f"{sample.path}: {err}", "index": i}
         rng = np.random.default_rng([self.seed, self.epoch, i])
         pixels = self.transform(img, rng)
         label = UNKNOWN_LABEL if sample.label is None else float(sample.label)

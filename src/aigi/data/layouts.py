@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from .faces import check_box
 from .names import name_to_text, text_to_name
 
 __all__ = [
@@ -70,7 +71,12 @@ _MANIFEST_COLUMNS: Final[tuple[str, ...]] = (
     "family",
     "caption",
     "subset",
+    "x0",
+    "y0",
+    "x1",
+    "y1",
 )
+_BOX_COLUMNS: Final[tuple[str, ...]] = ("x0", "y0", "x1", "y1")  # optional face box, pixels (aigi.data.faces)
 _LABEL_WORDS: Final[dict[str, int]] = {"0": 0, "1": 1, "real": 0, "fake": 1}
 
 
@@ -84,6 +90,7 @@ class Sample:
     generator: str | None = None
     family: str | None = None
     caption: str | None = None
+    box: tuple[float, float, float, float] | None = None  # face box x0, y0, x1, y1 (manifest), cropped by data.faces
 
 
 class LayoutError(ValueError):
@@ -409,6 +416,20 @@ def _inside(path: Path, base: Path) -> bool:
     return p == b or p.startswith(b.rstrip(os.sep) + os.sep)
 
 
+def _parse_box(row: dict[str, object], where: str) -> tuple[float, float, float, float] | None:
+    """The optional face box (all four of x0, y0, x1, y1, or none)."""
+    values = [_opt_str(row.get(c)) for c in _BOX_COLUMNS]
+    if all(v is None for v in values):
+        return None
+    if any(v is None for v in values):
+        given = ", ".join(f"{c}={v!r}" for c, v in zip(_BOX_COLUMNS, values))
+        raise LayoutError(f"{where}: a face box needs all of x0, y0, x1, y1 (or none of them), got {given}")
+    try:
+        return check_box(values, where)
+    except ValueError as err:
+        raise LayoutError(str(err)) from None
+
+
 def _manifest_sample(row: dict[str, object], base: Path, where: str, allow_outside: bool = False) -> Sample:
     raw_path = _opt_str(row.get("path"))
     if raw_path is None:
@@ -434,6 +455,7 @@ def _manifest_sample(row: dict[str, object], base: Path, where: str, allow_outsi
         generator=generator,
         family=_opt_str(row.get("family")),
         caption=caption,
+        box=_parse_box(row, where),
     )
 
 
@@ -444,7 +466,7 @@ def _check_columns(columns: Iterable[str], source: Path, where: str) -> None:
         raise LayoutError(
             f"{source}{where}: missing required column(s) {', '.join(missing)}; "
             f"found columns: {', '.join(columns) if columns else '(none)'}; "
-            f"required: path, label; optional: generator, family, caption, subset"
+            f"required: path, label; optional: generator, family, caption, subset, x0, y0, x1, y1 (face box)"
         )
 
 
@@ -516,7 +538,8 @@ def load_samples(
       manifest's folder, or absolute) and ``label`` (0/1/real/fake; empty or
       null means unknown) required; ``generator``, ``family``, ``caption``,
       ``subset`` optional, other columns ignored; ``subset`` defaults to the
-      generator, else "all".
+      generator, else "all". Optional face box ``x0, y0, x1, y1`` (pixels, all
+      four or none): the image is cropped around it (:mod:`aigi.data.faces`).
 
     For subsets and progan a ``split`` selects the ``root/<split>`` folder.
     Manifests take no ``split``; their paths (text form of

@@ -128,6 +128,9 @@ class PreprocessConfig(BaseModel):
     normalize: Literal["clip", "imagenet", "none"] = "imagenet"
     flip: bool = Field(True, description="random horizontal flip (p=0.5) at train time")
     even_crop: bool = Field(False, description="crop H, W to even sizes (NPR with mode 'none')")
+    face_scale: float = Field(
+        1.3, gt=0.0, description="images with a face box (manifest x0, y0, x1, y1) are first cropped to a square "
+        "of this many times the box's longer side (FaceForensics++: 1.3); see aigi.data.faces")
     patch_entropy: Literal["aigi", "official"] = Field(
         "aigi", description="patch_selection ranking: ours (natural log, stable ties) or the DGS-Net code's "
         "(log2 with 1e-12 guards, numpy's default argsort)"
