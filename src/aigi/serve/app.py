@@ -50,6 +50,7 @@ from ..inference.predictor import NON_FINITE, Predictor
 from .batching import DynamicBatcher, Overloaded
 from .errors import ApiError
 from .heatmap import crop_boxes, crops
+from .memory import MemoryBudget, Reservation, pixel_cost, return_freed_memory
 from .settings import ServeSettings
 from .uploads import Upload, read_uploads
 
@@ -212,30 +213,60 @@ class ServeState:
         return card
 
     # -- per-image work, run in a thread ---------------------------------------------
-    def prepare(self, index: int, upload: Upload) -> _Prepared:
-        """Decode and preprocess one upload; a failure becomes the image's error."""
+    def _admit_pixels(self, upload: Upload, held: Reservation | None) -> int:
+        """Reserve the decode's memory from the header's size (Overloaded when it does not fit)."""
+        if held is None:
+            return 0
+        cost = pixel_cost(upload.data, self.settings.max_pixels)
+        held.grow(cost, f"decoding {upload.filename}")
+        return cost
+
+    @staticmethod
+    def _release(upload: Upload, held: Reservation | None, cost: int) -> None:
+        """Give back the decode's reservation and the upload's bytes (the buffer is dropped)."""
+        if held is not None:
+            held.shrink(cost + len(upload.data))
+        upload.data = b""
+
+    def prepare(self, index: int, upload: Upload, held: Reservation | None = None) -> _Prepared:
+        """Decode and preprocess one upload; a failure becomes the image's error.
+
+        With ``held`` (the request's memory reservation), the decode is paid for first and
+        the upload's bytes are given back once it is preprocessed.
+        """
         item = _Prepared(index=index, filename=upload.filename, t0=time.perf_counter())
+        cost = self._admit_pixels(upload, held)
+        try:
+            try:
+                img = decode_image(upload.data, max_pixels=self.settings.max_pixels, name=upload.filename)
+            except ImageDecodeError as err:
+                item.error = ImageError(reason=err.reason, message=str(err))
+                item.t1 = time.perf_counter()
+                return item
+            item.width, item.height = img.size
+            try:
+                item.tensor = self.transform(img)
+            except (ValueError, RuntimeError) as err:
+                item.error = ImageError(reason="preprocess_failed",
+                                        message=f"cannot preprocess {upload.filename}: {err}")
+                item.t1 = time.perf_counter()
+            del img
+            return item
+        finally:
+            self._release(upload, held, cost)
+
+    def prepare_heatmap(self, upload: Upload,
+                        held: Reservation | None = None) -> tuple[dict[str, Any], list[torch.Tensor]]:
+        cost = self._admit_pixels(upload, held)
         try:
             img = decode_image(upload.data, max_pixels=self.settings.max_pixels, name=upload.filename)
-        except ImageDecodeError as err:
-            item.error = ImageError(reason=err.reason, message=str(err))
-            item.t1 = time.perf_counter()
-            return item
-        item.width, item.height = img.size
-        try:
-            item.tensor = self.transform(img)
-        except (ValueError, RuntimeError) as err:
-            item.error = ImageError(reason="preprocess_failed", message=f"cannot preprocess {upload.filename}: {err}")
-            item.t1 = time.perf_counter()
-        return item
-
-    def prepare_heatmap(self, upload: Upload) -> tuple[dict[str, Any], list[torch.Tensor]]:
-        img = decode_image(upload.data, max_pixels=self.settings.max_pixels, name=upload.filename)
-        rows, cols, boxes = crop_boxes(*img.size, self.input_size, self.settings.heatmap_cells)
-        tensors = [self.transform(img)] + [self.transform(c) for c in crops(img, boxes)]
-        info = {"filename": upload.filename, "width": img.size[0], "height": img.size[1],
-                "crop": self.input_size, "rows": rows, "cols": cols, "boxes": [list(b) for b in boxes]}
-        return info, tensors
+            rows, cols, boxes = crop_boxes(*img.size, self.input_size, self.settings.heatmap_cells)
+            tensors = [self.transform(img)] + [self.transform(c) for c in crops(img, boxes)]
+            info = {"filename": upload.filename, "width": img.size[0], "height": img.size[1],
+                    "crop": self.input_size, "rows": rows, "cols": cols, "boxes": [list(b) for b in boxes]}
+            return info, tensors
+        finally:
+            self._release(upload, held, cost)
 
 
 def create_app(model: str | os.PathLike | Detector, settings: ServeSettings | None = None,
@@ -243,9 +274,11 @@ def create_app(model: str | os.PathLike | Detector, settings: ServeSettings | No
     """A FastAPI app serving ``model`` (a detector folder, zoo:NAME, FILE.onnx, a Hub id, or a loaded detector)."""
     settings = settings or ServeSettings()
     state = ServeState(model, settings, revision)
+    memory = state.memory = MemoryBudget(settings.memory_budget_bytes)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        return_freed_memory()  # freed upload and pixel buffers go back to the OS at once
         await state.batcher.start()
         try:
             yield
@@ -318,7 +351,8 @@ def create_app(model: str | os.PathLike | Detector, settings: ServeSettings | No
     @app.get("/healthz", summary="Liveness and batching counters")
     async def healthz() -> dict[str, Any]:
         return {"status": "ok", "method": state.detector.method, "pending": state.batcher.pending,
-                "model_threads": state.batcher.threads, "batching": state.batcher.stats.as_dict()}
+                "model_threads": state.batcher.threads, "batching": state.batcher.stats.as_dict(),
+                "memory": memory.as_dict()}
 
     @app.get("/v1/model", dependencies=auth, summary="The model card", responses={401: _ERRORS[401]})
     async def model_card() -> dict[str, Any]:
@@ -343,12 +377,14 @@ def create_app(model: str | os.PathLike | Detector, settings: ServeSettings | No
 
     async def _detect(request: Request) -> DetectResponse:
         t_req = time.perf_counter()
-        uploads = await read_uploads(request, max_files=settings.max_images,
-                                     max_file_bytes=settings.max_upload_bytes, max_body_bytes=settings.max_body_bytes)
-        with state.batcher.admit(len(uploads)) as ticket:
-            prepared = await run_in_threadpool(lambda: [state.prepare(i, u) for i, u in enumerate(uploads)])
-            ready = [p for p in prepared if p.tensor is not None]
-            probs = await state.batcher.submit(ticket, [p.tensor for p in ready]) if ready else []
+        with memory.reservation() as held:  # bytes, then pixels, paid before use; all given back
+            uploads = await read_uploads(request, max_files=settings.max_images, max_file_bytes=settings.max_upload_bytes,
+                                         max_body_bytes=settings.max_body_bytes, reservation=held)
+            with state.batcher.admit(len(uploads)) as ticket:
+                prepared = await run_in_threadpool(lambda: [state.prepare(i, u, held) for i, u in enumerate(uploads)])
+                del uploads
+                ready = [p for p in prepared if p.tensor is not None]
+                probs = await state.batcher.submit(ticket, [p.tensor for p in ready]) if ready else []
         t_done = time.perf_counter()
         scores = {}
         for p, prob in zip(ready, probs):
@@ -379,12 +415,14 @@ def create_app(model: str | os.PathLike | Detector, settings: ServeSettings | No
 
     async def _heatmap(request: Request) -> HeatmapResponse:
         t0 = time.perf_counter()
-        uploads = await read_uploads(request, max_files=1, max_file_bytes=settings.max_upload_bytes,
-                                     max_body_bytes=settings.max_upload_bytes + 64 * 1024)
-        try:
-            info, tensors = await run_in_threadpool(state.prepare_heatmap, uploads[0])
-        except ImageDecodeError as err:
-            raise ApiError(422, "unprocessable", str(err)) from None
+        with memory.reservation() as held:
+            uploads = await read_uploads(request, max_files=1, max_file_bytes=settings.max_upload_bytes,
+                                         max_body_bytes=settings.max_upload_bytes + 64 * 1024, reservation=held)
+            try:
+                info, tensors = await run_in_threadpool(state.prepare_heatmap, uploads[0], held)
+            except ImageDecodeError as err:
+                raise ApiError(422, "unprocessable", str(err)) from None
+            del uploads
         with state.batcher.admit(len(tensors)) as ticket:
             probs = await state.batcher.submit(ticket, tensors)
         whole, cells = probs[0], probs[1:]

@@ -37,6 +37,13 @@ def register(app: typer.Typer) -> None:
         device: Optional[str] = typer.Option(None, help="auto (CUDA, then MPS, then CPU; the default), cpu, cuda, mps"),
         dtype: Optional[str] = typer.Option(None, help="float32 (default), bfloat16 or float16 (autocast)"),
         threads: Optional[int] = typer.Option(None, help="torch threads of the model (default: half the cores)"),
+        memory_budget_mb: Optional[float] = typer.Option(
+            None, help="memory all requests may hold: bodies plus 24 bytes per pixel being decoded, MiB "
+                       "(default 2048); beyond it 503"),
+        header_timeout: Optional[float] = typer.Option(
+            None, help="seconds a connection has to send a complete request head (default 10)"),
+        keep_alive: Optional[int] = typer.Option(None, help="idle keep-alive connections close after this, s (default 5)"),
+        max_connections: Optional[int] = typer.Option(None, help="most open connections; beyond it 503 (default 256)"),
     ) -> None:
         """Serve a detector: POST /v1/detect, /v1/heatmap, GET /v1/model, a web page at /.
 
@@ -59,18 +66,22 @@ def register(app: typer.Typer) -> None:
                 max_pixels=max_pixels, max_images=max_images, max_batch=max_batch,
                 batch_wait_ms=batch_wait_ms, max_pending=max_pending, request_timeout_s=timeout,
                 device=device, dtype=dtype, band_width=band_width, threads=threads,
+                memory_budget_bytes=None if memory_budget_mb is None else int(memory_budget_mb * MiB),
+                header_timeout_s=header_timeout, keep_alive_s=keep_alive, max_connections=max_connections,
             )
             web = create_app(model, settings, revision)
         except (ValueError, FileNotFoundError, KeyError, OSError) as err:
-            console.print(f"[bold red]error:[/] {err}")
+            console.print("[bold red]error:[/] ", Text(str(err)), sep="")
             raise typer.Exit(1)
         if settings.token is None and settings.host not in ("127.0.0.1", "localhost", "::1"):
-            console.print(f"[yellow]warning:[/] listening on {settings.host} without a token: "
-                          "anyone who can reach this port can use the model (pass --token)")
+            console.print("[yellow]warning:[/] listening on ", Text(settings.host), " without a token: "
+                          "anyone who can reach this port can use the model (pass --token)", sep="")
         state = web.state.aigi
         band = "" if state.band is None else f", uncertain in [{state.band.low:.4g}, {state.band.high:.4g})"
         console.print(f"serving {state.predictor.method} from ", Text(str(model)),
                       f" at http://{settings.host}:{settings.port}/ on {state.predictor.device} "
                       f"({state.predictor.dtype}; threshold {state.threshold:.4g} from {state.threshold_source}{band})",
                       sep="")
-        uvicorn.run(web, host=settings.host, port=settings.port, log_level="info", access_log=False)
+        from .connections import uvicorn_options
+
+        uvicorn.run(web, **uvicorn_options(settings), log_level="info", access_log=False)

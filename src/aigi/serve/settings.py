@@ -12,6 +12,8 @@ from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ..data.io import DECODE_BYTES_PER_PIXEL, DEFAULT_MAX_PIXELS
+
 ENV_PREFIX = "AIGI_SERVE_"
 MiB = 1024 * 1024
 
@@ -28,7 +30,9 @@ class ServeSettings(BaseModel):
     )
     max_upload_bytes: int = Field(20 * MiB, gt=0, description="largest accepted file, in bytes")
     max_pixels: int = Field(
-        40_000_000, gt=0, description="largest accepted image, width x height (checked before decoding)"
+        DEFAULT_MAX_PIXELS, gt=0,
+        description="largest accepted image, width x height (checked before decoding; the same limit as "
+                    "detect, eval and training by default)",
     )
     max_images: int = Field(16, gt=0, description="most files in one /v1/detect request")
     max_batch: int = Field(32, gt=0, description="most images in one forward pass")
@@ -53,9 +57,33 @@ class ServeSettings(BaseModel):
     threads: int | None = Field(
         None, ge=1, description="torch intra-op threads of the model thread (None: half the CPU cores)"
     )
+    memory_budget_bytes: int = Field(
+        2048 * MiB, gt=0,
+        description="bytes all requests together may hold: bodies (Content-Length, before reading) plus "
+                    f"{DECODE_BYTES_PER_PIXEL} bytes per pixel of each image being decoded (from its header, "
+                    "before decoding); beyond it requests get 503 with Retry-After",
+    )
+    header_timeout_s: float = Field(
+        10.0, gt=0, le=3600,
+        description="a connection must deliver a complete request head this soon after it opens or after "
+                    "the previous response, or it is closed",
+    )
+    keep_alive_s: int = Field(5, ge=1, le=3600, description="an idle keep-alive connection is closed after this")
+    max_connections: int = Field(
+        256, ge=1, description="most open connections and requests; beyond it the server answers 503",
+    )
+    max_header_bytes: int = Field(16 * 1024, ge=1024, le=1024 * 1024, description="largest request head")
 
     @model_validator(mode="after")
     def _every_request_fits(self) -> "ServeSettings":
+        need = self.max_body_bytes + self.max_pixels * DECODE_BYTES_PER_PIXEL
+        if self.memory_budget_bytes < need:
+            raise ValueError(
+                f"memory_budget_bytes ({self.memory_budget_bytes}) must hold the largest request: its body "
+                f"({self.max_body_bytes} bytes: max_images x max_upload_bytes plus headers) and one image at "
+                f"max_pixels decoding ({self.max_pixels} x {DECODE_BYTES_PER_PIXEL} bytes), {need} bytes in all; "
+                "raise the budget or lower those limits"
+            )
         if self.max_pending < max(self.max_images, 2):
             raise ValueError(
                 f"max_pending ({self.max_pending}) must be at least max_images ({self.max_images}) and 2, "
@@ -103,6 +131,9 @@ class ServeSettings(BaseModel):
             "max_batch": self.max_batch,
             "max_pending": self.max_pending,
             "request_timeout_s": self.request_timeout_s,
+            "memory_budget_bytes": self.memory_budget_bytes,
+            "header_timeout_s": self.header_timeout_s,
+            "max_connections": self.max_connections,
             "heatmap_max_cells": self.heatmap_cells,
             "auth": self.token is not None,
         }

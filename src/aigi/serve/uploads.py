@@ -6,6 +6,11 @@ over to a real file in the temp folder. Here the body is streamed through
 python-multipart's callback parser into ``bytearray`` buffers, and every limit (bytes per
 file, number of files, total body) is enforced while streaming: an oversized upload is
 refused as soon as it crosses the limit, without buffering the rest of it.
+
+Memory: with a :class:`~aigi.serve.memory.Reservation`, the body is paid for before it is
+read (its ``Content-Length``; a body without one pays chunk by chunk), so concurrent
+uploads can never hold more than the server's memory budget; each file's buffer becomes
+the upload itself (no copy). File names keep every byte (:mod:`aigi.data.names`).
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
+from ..data.names import name_to_text
 from .errors import ApiError
+from .memory import MiB, Reservation
 
 #: non-file form fields are tiny by nature (none is used today); cap them hard
 _MAX_FIELD_BYTES = 64 * 1024
@@ -25,11 +32,11 @@ _MAX_FIELDS = 32
 
 @dataclass
 class Upload:
-    """One uploaded file, held in memory."""
+    """One uploaded file, held in memory; ``filename`` in the text form of :mod:`aigi.data.names`."""
 
     filename: str
     content_type: str
-    data: bytes
+    data: bytes | bytearray
 
 
 @dataclass
@@ -51,12 +58,15 @@ async def read_uploads(
     max_files: int,
     max_file_bytes: int,
     max_body_bytes: int,
+    reservation: Reservation | None = None,
 ) -> list[Upload]:
     """The files of field ``field_name`` in upload order; an :class:`ApiError` on any violation.
 
     Errors: 415 when the body is not multipart/form-data, 400 when it is malformed, 413 when
     a file, the file count or the whole body is over its limit, 422 when a file comes in
-    another field or no file was sent.
+    another field or no file was sent. With ``reservation``, the declared body size is
+    reserved before reading (and a body without ``Content-Length`` as it arrives);
+    :class:`~aigi.serve.batching.Overloaded` (503) when the memory budget is spent.
     """
     ctype_raw = request.headers.get("content-type", "")
     ctype, params = parse_options_header(ctype_raw)
@@ -76,11 +86,15 @@ async def read_uploads(
             declared = int(length)
         except ValueError:
             raise ApiError(400, "bad_request", f"invalid Content-Length {length!r}") from None
+        if declared < 0:
+            raise ApiError(400, "bad_request", f"invalid Content-Length {length!r}")
         if declared > max_body_bytes:
             raise _too_large(
                 f"request body of {declared} bytes exceeds the limit of {max_body_bytes} bytes "
                 f"(max_images x max_upload_bytes plus headers)"
             )
+        if reservation is not None:
+            reservation.grow(declared, f"a request body of {declared} bytes")
 
     uploads: list[Upload] = []
     part = _Part()
@@ -113,7 +127,7 @@ async def read_uploads(
             raise ApiError(400, "bad_request", "a multipart part has no Content-Disposition name")
         part.name = opts[b"name"].decode("utf-8", "replace")
         if b"filename" in opts:
-            part.filename = opts[b"filename"].decode("utf-8", "replace")
+            part.filename = name_to_text(opts[b"filename"])  # every byte kept, printable
             part.content_type = headers.get(b"content-type", b"").decode("latin-1")
             if part.name != field_name:
                 raise ApiError(
@@ -142,7 +156,7 @@ async def read_uploads(
 
     def on_part_end() -> None:
         if part.filename is not None:
-            uploads.append(Upload(part.filename, part.content_type, bytes(part.buf)))
+            uploads.append(Upload(part.filename, part.content_type, part.buf))  # the buffer itself, no copy
         part.buf = bytearray()
 
     def on_end() -> None:
@@ -167,6 +181,9 @@ async def read_uploads(
             received += len(chunk)
             if received > max_body_bytes:
                 raise _too_large(f"request body exceeds the limit of {max_body_bytes} bytes")
+            if reservation is not None and received > reservation.held:  # no (or a short) Content-Length
+                step = min(max(MiB, received - reservation.held), max_body_bytes - reservation.held)
+                reservation.grow(step, "a request body without Content-Length")
             parser.write(chunk)
         parser.finalize()
     except FormParserError as err:

@@ -1,0 +1,150 @@
+"""The server's memory budget: every request pays for its bytes and its pixels before it uses them.
+
+A request reserves, against one budget shared by all requests:
+
+* the bytes of its body: the declared ``Content-Length`` before a byte is read, or, for a
+  body without one, each chunk as it arrives;
+* for each image, before it is decoded, ``width x height x DECODE_BYTES_PER_PIXEL`` from
+  the image's header (:func:`aigi.data.io.image_size`); the reservation, and the upload's
+  bytes, are given back as soon as the image is preprocessed.
+
+When a reservation does not fit, :class:`~aigi.serve.batching.Overloaded` is raised and
+the API answers 503 with ``Retry-After``; a request that fails or finishes gives back
+everything it held. :func:`return_freed_memory` makes glibc hand large freed blocks back to
+the operating system at once, so the process shrinks after a burst.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import sys
+import threading
+
+from ..data.io import DECODE_BYTES_PER_PIXEL, image_size
+from .batching import Overloaded
+
+__all__ = ["MemoryBudget", "Reservation", "pixel_cost", "return_freed_memory"]
+
+MiB = 1024 * 1024
+
+
+def pixel_cost(data: bytes | bytearray, max_pixels: int) -> int:
+    """Bytes that decoding and preprocessing ``data`` will take at its peak (0 when the header
+    is unreadable or over ``max_pixels``: decoding then fails before allocating pixels)."""
+    size = image_size(data)
+    if size is None:
+        return 0
+    pixels = size[0] * size[1]
+    return 0 if pixels > max_pixels else pixels * DECODE_BYTES_PER_PIXEL
+
+
+class MemoryBudget:
+    """A thread-safe byte budget; :meth:`reservation` opens one request's account."""
+
+    def __init__(self, limit: int) -> None:
+        if limit <= 0:
+            raise ValueError(f"memory budget must be positive, got {limit}")
+        self.limit = int(limit)
+        self.used = 0
+        self.peak = 0
+        self.rejected = 0
+        self._lock = threading.Lock()
+
+    def _take(self, n: int, what: str) -> None:
+        with self._lock:
+            if self.used + n > self.limit:
+                self.rejected += 1
+                if n > self.limit:
+                    raise Overloaded(f"{what} needs {n / MiB:.1f} MiB, more than the whole memory budget "
+                                     f"({self.limit / MiB:.0f} MiB)")
+                raise Overloaded(f"server busy: {what} needs {n / MiB:.1f} MiB and "
+                                 f"{(self.limit - self.used) / MiB:.1f} of {self.limit / MiB:.0f} MiB are free")
+            self.used += n
+            self.peak = max(self.peak, self.used)
+
+    def _give(self, n: int) -> None:
+        with self._lock:
+            self.used -= n
+
+    def reservation(self) -> "Reservation":
+        """A new, empty account; use it as a context manager so it is always given back."""
+        return Reservation(self)
+
+    def as_dict(self) -> dict[str, int]:
+        return {"limit_bytes": self.limit, "used_bytes": self.used, "peak_bytes": self.peak,
+                "rejected": self.rejected}
+
+
+class Reservation:
+    """What one request holds of a :class:`MemoryBudget`."""
+
+    def __init__(self, budget: MemoryBudget) -> None:
+        self.budget = budget
+        self.held = 0
+        self.closed = False
+        self._lock = threading.Lock()
+
+    def grow(self, n: int, what: str = "this request") -> None:
+        """Hold ``n`` more bytes, or raise :class:`Overloaded` (also once closed: a request that
+        timed out must not go on taking memory in a worker thread)."""
+        with self._lock:
+            if self.closed:
+                raise Overloaded("the request has ended")
+            if n > 0:
+                self.budget._take(n, what)
+                self.held += n
+
+    def shrink(self, n: int) -> None:
+        """Give ``n`` bytes back (never more than held)."""
+        with self._lock:
+            n = min(n, self.held)
+            if n > 0:
+                self.budget._give(n)
+                self.held -= n
+
+    def close(self) -> None:
+        """Give everything back; later :meth:`grow` calls fail."""
+        with self._lock:
+            self.closed = True
+        self.shrink(self.held)
+
+    def __enter__(self) -> "Reservation":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_libc: ctypes.CDLL | None = None
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def return_freed_memory(mmap_threshold: int = 256 * 1024) -> bool:
+    """Make glibc give large freed blocks straight back to the OS (no-op elsewhere).
+
+    glibc serves blocks above ``M_MMAP_THRESHOLD`` with their own mapping and unmaps them on
+    free, but it raises that threshold (up to 32 MB) each time such a block is freed, after
+    which big upload and pixel buffers come from the heap and stay in the process. Setting
+    the thresholds fixes them. Returns whether it could.
+    """
+    global _libc
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        if _libc is None:
+            _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        ok = _libc.mallopt(_M_MMAP_THRESHOLD, int(mmap_threshold)) == 1
+        ok = _libc.mallopt(_M_TRIM_THRESHOLD, int(4 * mmap_threshold)) == 1 and ok
+        return ok
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+        return False
+
+
+def trim() -> None:
+    """Give the heap's free top back to the OS now (glibc ``malloc_trim``; no-op elsewhere)."""
+    if _libc is not None:
+        try:
+            _libc.malloc_trim(0)
+        except AttributeError:
+            pass
