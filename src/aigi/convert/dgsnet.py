@@ -150,13 +150,13 @@ def map_official_state(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.
     for key, value in state.items():
         if not key.startswith("clip_model.visual.") or "lora" in key:
             continue
-        rest = key[len("clip_model.visual."):]
+        rest = key[len("clip_model."):]  # "visual.…", as in the teacher's copy
         base = re.sub(r"attn\.([qkv])_proj\.(weight|bias)$", "attn.in_proj_\\2", rest)
         other = teacher.get(rest)
         if other is None and base != rest and base in teacher:
             idx = "qkv".index(re.search(r"attn\.([qkv])_proj", rest).group(1))
             other = teacher[base].chunk(3, dim=0)[idx]
-        if other is None and rest.startswith("transformer.resblocks.") and ".attn.proj." in rest:
+        if other is None and ".attn.proj." in rest:
             other = teacher.get(rest.replace(".attn.proj.", ".attn.out_proj."))
         if other is not None and tuple(other.shape) == tuple(value.shape):
             diff = max(diff, float((other.float() - value.float()).abs().max()))
