@@ -87,6 +87,9 @@ def eval_cmd(
     revision: Optional[str] = typer.Option(None, "--revision", help="Hub revision (with a Hub id)"),
     allow_outside: bool = typer.Option(False, "--allow-outside",
                                        help="let a manifest name files outside its own folder"),
+    preprocess: Optional[str] = typer.Option(
+        None, "--preprocess", help="a test preprocessing preset (docs/preprocessing.md) instead of the model's own; "
+        "recorded in metrics.json"),
 ) -> None:
     """Evaluate a detector on labelled data: per-subset table, metrics.json, scores.csv.
 
@@ -105,7 +108,14 @@ def eval_cmd(
             _fail(ValueError(f"--model {model} is not a local folder: give --output for the results"))
         output = Path(model) / "eval"
     try:
-        report = evaluate(model, data, layout=layout, split=split, output=output,
+        pre = None
+        if preprocess is not None:
+            from .data.transforms import preset
+
+            pre = preset(preprocess)
+            if pre.test == "none":  # native sizes differ: one image per batch
+                batch_size = 1
+        report = evaluate(model, data, layout=layout, split=split, output=output, preprocess=pre,
                           batch_size=batch_size, num_workers=workers, progress=sys.stderr.isatty(),
                           device=None if device == "auto" else device, dtype="bfloat16" if bf16 else dtype,
                           compile=compile_model, threads=threads, draft=draft, revision=revision,
@@ -260,7 +270,7 @@ def demo(
 # Commands contributed by other packages: each module defines ``register(app)`` and keeps
 # its heavy imports inside the command functions, so ``aigi --help`` stays fast.
 _COMMAND_MODULES = ("aigi.convert.cli", "aigi.serve.cli", "aigi.benchmark.cli", "aigi.data.cli", "aigi.zoo_cli",
-                    "aigi.export.cli", "aigi.audit.cli")
+                    "aigi.export.cli")
 
 
 def _register_commands() -> None:

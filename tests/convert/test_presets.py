@@ -1,0 +1,64 @@
+"""Presets by name: in configs, in ``aigi eval --preprocess``, and as each detector's default."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pydantic
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+import aigi
+from aigi.cli import app
+from aigi.data.transforms import PRESETS, PreprocessConfig, preset, preset_name
+from aigi.detectors.registry import detector_class
+
+
+def test_a_preset_name_stands_for_its_config_everywhere_a_config_is_read():
+    assert PreprocessConfig.model_validate("native") == PRESETS["native"].config
+    model = aigi.create_detector("npr", **detector_class("npr").tiny_overrides, preprocess="cnnspot-no-crop")
+    assert model.config.preprocess.test == "none"
+    assert preset_name(model.config.preprocess) in ("native", "cnnspot-no-crop")  # the same geometry
+    with pytest.raises(pydantic.ValidationError, match="unknown preprocessing preset 'nope'; known presets: cnnspot"):
+        PreprocessConfig.model_validate("nope")
+    # presets are copies: changing one result never changes the registry
+    p = preset("native")
+    p.size = 1
+    assert PRESETS["native"].config.size == 224
+
+
+@pytest.mark.parametrize("method, name", [
+    ("npr", "forensynths-resize256"), ("cnnspot", "cnnspot-center-crop224"), ("univfd", "univfd-center-crop224"),
+    ("dffreq", "dffreq-center-crop256"), ("effort", "effort-translate-duplicate"),
+])
+def test_each_detector_defaults_to_its_official_protocol(method, name):
+    assert detector_class(method).config_class().preprocess == PRESETS[name].config
+
+
+def test_every_preset_documents_its_protocol():
+    for name, p in PRESETS.items():
+        assert len(p.protocol) > 40, name
+    assert PRESETS["dgsnet-patch-selection"].config.normalize == "imagenet"
+    assert PRESETS["deepfakebench-resize224"].config.test == "resize"
+
+
+def test_eval_accepts_a_preset_by_name(tmp_path):
+    model = aigi.create_detector("npr", **detector_class("npr").tiny_overrides)
+    model.save_pretrained(tmp_path / "m")
+    rng = np.random.default_rng(0)
+    for label, sizes in (("0_real", [(40, 36), (48, 48)]), ("1_fake", [(36, 52), (44, 40)])):
+        folder = tmp_path / "data" / "sub" / label
+        folder.mkdir(parents=True)
+        for i, (w, h) in enumerate(sizes):
+            Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    runner = CliRunner()
+    result = runner.invoke(app, ["eval", str(tmp_path / "data"), "--model", str(tmp_path / "m"),
+                                 "--preprocess", "native", "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["preprocess"]["test"] == "none" and metrics["preprocess_overridden"] is True
+    bad = runner.invoke(app, ["eval", str(tmp_path / "data"), "--model", str(tmp_path / "m"),
+                              "--preprocess", "nope", "-o", str(tmp_path / "out2")])
+    assert bad.exit_code == 1 and "known presets" in bad.output
