@@ -270,7 +270,7 @@ def demo(
 # Commands contributed by other packages: each module defines ``register(app)`` and keeps
 # its heavy imports inside the command functions, so ``aigi --help`` stays fast.
 _COMMAND_MODULES = ("aigi.convert.cli", "aigi.serve.cli", "aigi.benchmark.cli", "aigi.data.cli", "aigi.zoo_cli",
-                    "aigi.export.cli")
+                    "aigi.export.cli", "aigi.audit.cli")
 
 
 def _register_commands() -> None:
