@@ -122,3 +122,16 @@ def test_dif6gen_format_is_a_shortcut_in_every_subset_and_neutralize_removes_it(
     after = audit(tmp_path / "n", bootstrap=0)
     for subset in after.separations:
         assert _row(after, subset, "format").auroc == 0.5, subset
+
+
+def test_aigi_audit_is_the_function_even_after_the_cli_module_loads(tmp_path):
+    import importlib
+    import sys
+
+    import aigi
+
+    importlib.import_module("aigi.audit.cli")
+    importlib.import_module("aigi.audit.report")
+    assert aigi.audit is sys.modules["aigi.audit.core"].audit
+    res = aigi.audit(build(tmp_path, "exif", n=8), bootstrap=0)
+    assert res.verdicts == {"exif": "shortcut"}
