@@ -96,3 +96,17 @@ def test_cli_export_prints_the_check(tmp_path):
     assert r.exit_code == 1 and "--format must be onnx" in r.output
     r = runner.invoke(app, ["export", str(tmp_path / "nothing"), "--output", str(tmp_path / "x.onnx")])
     assert r.exit_code == 1 and "nothing" in r.output
+
+
+def test_eval_on_the_onnx_file_gives_the_same_metrics(exported, image_tree, tmp_path):
+    from aigi.evaluate import evaluate
+
+    folder, onnx_path, _ = exported
+    a = evaluate(str(onnx_path), image_tree, output=tmp_path / "onnx")
+    b = evaluate(folder, image_tree, output=tmp_path / "torch")
+    assert a["method"] == b["method"] == "effort"
+    for key in ("acc", "ap", "auroc"):
+        assert a["mean"][key] == pytest.approx(b["mean"][key], abs=1e-6)
+    sa = {r["path"]: float(r["score"]) for r in csv.DictReader((tmp_path / "onnx" / "scores.csv").open())}
+    sb = {r["path"]: float(r["score"]) for r in csv.DictReader((tmp_path / "torch" / "scores.csv").open())}
+    assert sa.keys() == sb.keys() and max(abs(sa[k] - sb[k]) for k in sa) <= 1e-4
