@@ -228,17 +228,25 @@ def test_layer_mode_probes_then_updates_only_the_selected_layers(tmp_path):
     names = [n for n, _ in m.svd_layers()]
     state = m.state_dict()
     for name, layer, sel in zip(names, layers, chosen.tolist()):
-        moved = not torch.equal(state[f"backbone.vision_model.{name}.U_res"], init[f"backbone.vision_model.{name}.U_res"])
+        key = f"backbone.vision_model.{name}."
+        moved = not torch.equal(state[key + "U_res"], init[key + "U_res"])
         assert moved == sel, name  # weight decay included: unselected layers never get a gradient
         assert (layer.U_res.grad is not None) == sel
+        if not sel:  # un-decomposed: the residual merged back, W_main is the pretrained weight again
+            assert not layer.S_res.any()
+            original = init[key + "weight_main"].double() + (init[key + "U_res"].double() * init[key + "S_res"].double()) \
+                @ init[key + "V_res"].double()
+            torch.testing.assert_close(layer.weight_main.double(), original, rtol=0, atol=1e-6)
     assert {"subspace_orth", "spectral"} <= set(out)
 
-    m.save_pretrained(tmp_path / "m", adapter_only=True)
-    again = aigi.load_detector(tmp_path / "m")
-    assert again.selection_done() and torch.equal(again.layer_selection(), chosen)
     x = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        assert torch.equal(again.eval()(x), m.eval()(x))
+    for adapter_only in (True, False):
+        m.save_pretrained(tmp_path / str(adapter_only), adapter_only=adapter_only)
+        again = aigi.load_detector(tmp_path / str(adapter_only))
+        assert again.selection_done() and torch.equal(again.layer_selection(), chosen)
+        assert all(torch.equal(p, q) for p, q in zip(again.state_dict().values(), m.state_dict().values()))
+        with torch.no_grad():
+            assert torch.equal(again.eval()(x), m.eval()(x))
 
 
 def test_layer_mode_is_deterministic():
@@ -246,3 +254,25 @@ def test_layer_mode_is_deterministic():
     b, _ = _train_layer_mode(5)
     assert torch.equal(a.layer_selection(), b.layer_selection())
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_left_out_layers_ignore_zero_gradients_and_weight_decay():
+    # under DDP every parameter gets a gradient (zeros for the left-out layers); weight decay then
+    # moves their factors, but with S_res = 0 and the residual merged, what they compute cannot change
+    m, _ = _train_layer_mode(4)
+    left_out = [layer for layer, sel in zip(m.masm_layers(), m.layer_selection().tolist()) if not sel]
+    x = torch.randn(3, 16)
+    with torch.no_grad():
+        before = [layer.eval()(x) for layer in left_out]
+    params = [p for layer in left_out for p in (layer.U_res, layer.S_res, layer.V_res)]
+    u_before = [layer.U_res.detach().clone() for layer in left_out]
+    for opt in (torch.optim.AdamW(params, lr=0.1, weight_decay=0.5), torch.optim.Adam(params, lr=0.1, weight_decay=0.5)):
+        for _ in range(3):
+            for p in params:
+                p.grad = torch.zeros_like(p)
+            opt.step()
+    with torch.no_grad():
+        for layer, y in zip(left_out, before):
+            assert not layer.S_res.any()
+            assert torch.equal(layer(x), y)
+    assert all(not torch.equal(layer.U_res, u) for layer, u in zip(left_out, u_before))  # the factors did move

@@ -21,10 +21,12 @@ records its whole-weight gradient ``G_l,t = ∂L/∂W_l`` (out × in, from a hoo
   choice of how to combine the two, equivalent in ranking to the signal-to-noise ratio ``b/v``);
 
 and the ``ceil(select_fraction · L)`` highest-scoring layers are selected (ties: the earlier
-layer). From then on only the selected layers' artifact subspaces receive gradients; the others
-get none at all (their ``.grad`` stays ``None``, so neither the update nor weight decay moves
-them) and keep their initial SVD factors, so their folded weight is the pretrained ``W``: they are
-decomposed in storage only, not in function. The accumulators (one out × in float32 tensor per
+layer). From then on only the selected layers' artifact subspaces receive gradients. The others
+are un-decomposed: their residual is merged back into ``weight_main`` (which is then the pretrained
+``W``) and ``S_res`` set to 0, so nothing an optimiser does to them (zero gradients under DDP,
+weight decay) changes what they compute; in one process their ``.grad`` even stays ``None``.
+An adapter checkpoint stores them with ``S_res = 0``; loading it merges the freshly recomputed
+SVD residual first, so the reload is exact. The accumulators (one out × in float32 tensor per
 candidate layer: 96 × 4 MB on ViT-L/14) exist only during the probe and are not checkpointed, so a
 run resumed inside the probe restarts it; the result (``layer_selected``, ``layer_score``) is
 saved with the adapter. With several processes the statistics are summed over processes before
@@ -168,6 +170,22 @@ class MultiSubspaceResidualLinear(SVDResidualLinear):
         self.register_buffer("layer_score", torch.tensor(-1.0, device=device))
         self.probing = False  # set by the detector during the probe; never saved
         self.reset_probe()
+        self.register_load_state_dict_pre_hook(_merge_before_adapter_load)
+
+    @torch.no_grad()
+    def merge_residual(self) -> None:
+        """Fold the residual into ``weight_main`` and zero ``S_res``: the layer is the plain weight again.
+
+        For the layers the probe leaves out: with ``S_res = 0`` no gradient, optimiser state or
+        weight decay can change what the layer computes (``U_res``, ``V_res`` no longer matter).
+        """
+        w = self.weight_main
+        merged = w.to(torch.float64) + (self.U_res.to(torch.float64) * self.S_res.to(torch.float64)) @ \
+            self.V_res.to(torch.float64)
+        self.weight_main.copy_(merged.to(w.dtype))
+        self.S_res.zero_()
+        for name in ("_u_basis", "_v_basis"):  # cached regulariser bases described the old split
+            self._buffers.pop(name, None)
 
     # -- layer mode: whole-weight gradient statistics ----------------------------------------
     def reset_probe(self) -> None:
@@ -250,19 +268,34 @@ class MultiSubspaceResidualLinear(SVDResidualLinear):
         return super().extra_repr() + f", subspaces={self.num_subspaces}x{self.subspace_rank}, gate={self.gate}"
 
 
+def _merge_before_adapter_load(module: MultiSubspaceResidualLinear, state_dict: dict[str, Any], prefix: str,
+                               *args: Any) -> None:
+    """An adapter (no ``weight_main``) of a layer the probe left out: merge the fresh SVD residual first.
+
+    The adapter stores such a layer with ``S_res = 0``; its residual lives in the full model's
+    ``weight_main``, which an adapter does not carry. Rebuilt by the same SVD, the residual is merged
+    exactly as :meth:`MultiSubspaceResidualLinear.merge_residual` did during training.
+    """
+    score, selected = state_dict.get(prefix + "layer_score"), state_dict.get(prefix + "layer_selected")
+    if (module.gate != "layer" or prefix + "weight_main" in state_dict or score is None or selected is None
+            or float(score) < 0 or bool(selected) or float(module.layer_score) >= 0):
+        return
+    module.merge_residual()
+
+
 class MASMConfig(EffortConfig):
-    trainable_rank: int | None = Field(None, ge=1, description="derived: num_subspaces × subspace_rank")
-    num_subspaces: int = Field(4, ge=1, description="K artifact subspaces per matrix (project default)")
-    subspace_rank: int = Field(1, ge=1, description="singular triplets per artifact subspace")
+    trainable_rank: int | None = Field(None, ge=1, le=4096, description="derived: num_subspaces × subspace_rank")
+    num_subspaces: int = Field(4, ge=1, le=64, description="K artifact subspaces per matrix (project default)")
+    subspace_rank: int = Field(1, ge=1, le=1024, description="singular triplets per artifact subspace")
     mask: bool = Field(True, description="selective mask on the decomposed layers' gradients (off: every subspace learns)")
     mask_mode: Literal["layer", "subspace"] = Field(
         "layer", description="layer: the paper's (v3) bias-variance layer selection; subspace: the per-subspace "
         "gradient-energy gate (project variant)")
-    selection_steps: int = Field(20, ge=2, description="layer mode: training steps whose gradients score the layers")
+    selection_steps: int = Field(20, ge=2, le=1_000_000, description="layer mode: training steps whose gradients score the layers")
     select_fraction: float = Field(0.25, gt=0.0, le=1.0, description="layer mode: share of candidate layers selected")
     mask_ema: float = Field(0.9, ge=0.0, lt=1.0, description="EMA decay of the per-subspace gradient energy")
     mask_threshold: float = Field(0.5, gt=0.0, le=1.0, description="share of a layer's gradient energy above which a subspace is masked")
-    mask_warmup: int = Field(10, ge=0, description="updates before the mask may act")
+    mask_warmup: int = Field(10, ge=0, le=1_000_000, description="updates before the mask may act")
     mask_scale: float = Field(0.0, ge=0.0, le=1.0, description="gradient factor of a masked subspace (0 freezes it for that step)")
     subspace_orth_weight: float = Field(1.0, ge=0.0, description="weight of the between-subspace orthogonality loss")
     spectral_weight: float = Field(1.0, ge=0.0, description="weight of the spectral-consistency loss")
@@ -344,6 +377,8 @@ class MASM(Effort):
             m.layer_selected.fill_(ch)
             m.reset_probe()
             m.probing = False
+            if not ch:
+                m.merge_residual()
         return chosen
 
     def layer_selection(self) -> torch.Tensor:
