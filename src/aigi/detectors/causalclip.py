@@ -1,6 +1,8 @@
-"""CausalCLIP (Liu et al., AAAI 2026): Gumbel-Softmax feature masking + HSIC independence.
+"""CausalCLIP (Liu, Qin, He; AAAI 2026, arXiv 2512.13285): Gumbel-Softmax feature masking + HSIC independence.
 
-No official code; this follows the paper's abstract and the notes in ``methods.md``.
+No official code; this follows the paper's abstract (causal / non-causal split of CLIP features,
+Gumbel-Softmax-based masking, HSIC independence). What is ours — the keep-ratio term, τ, the frozen
+encoder, the HSIC bandwidth and the rest — is listed below and tabulated in ``docs/clip_family.md``.
 
 With ``f`` the CLIP image embedding (``encode_image``, 768-d) and ``ℓ`` per-dimension mask
 logits::
@@ -14,7 +16,7 @@ logits::
 Inference: the mask is deterministic, ``m = [ℓ > 0]`` (``inference_mask: hard``, default) or
 ``sigmoid(ℓ / τ)`` (``soft``); no noise.
 
-Project choices (the paper's abstract leaves these open):
+Our choices (the paper's abstract leaves these open):
 
 * **Mask logits.** ``mask: global`` (default) — one learned logit per feature dimension,
   the literal "per-dimension mask"; ``mask: conditional`` — logits ``W f + b`` computed per
