@@ -50,6 +50,8 @@ def test_metadata_model_combines_attributes_out_of_fold():
     assert roc_auc_score(y, both) > 0.95
     assert roc_auc_score(y, best_rule(y, a.tolist(), "category", "a")[0]) < 0.7
     assert metadata_model([0, 1, 1], {"a": [1, 2, 3]}, {"a": "number"}) is None  # one real: no folds
+    empty = metadata_model(y, {"q": [float("nan")] * 80, "f": ["PNG"] * 80}, {"q": "number", "f": "category"})
+    assert (empty == 0.5).all()  # nothing to learn from: every file scores the same
 
 
 def test_verdict_levels_and_thresholds():

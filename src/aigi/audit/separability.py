@@ -235,6 +235,10 @@ def metadata_model(y: Sequence[int], columns: dict[str, Sequence[Any]], kinds: d
             rank = np.empty(levels.size)
             rank[np.argsort(-counts, kind="stable")] = np.arange(levels.size)
             feats.append(rank[codes])
+    # a column with one value (or none) tells nothing, and the binning rejects an all-missing one
+    feats = [f for f in feats if np.unique(f[~np.isnan(f)]).size + bool(np.isnan(f).any()) > 1]
+    if not feats:
+        return np.full(y.size, 0.5)
     X = np.stack(feats, axis=1)
     out = np.empty(y.size)
     with threadpool_limits(limits=1, user_api="openmp"):

@@ -489,6 +489,11 @@ def run_protocol(
         store.put_samples(phash, "calibration", [(m.path, m.image_hash, m.label, m.subset) for m in calibration])
         _say(console, f"{len(test)} test images in {len({m.subset for m in test})} subsets, "
                       f"{len(calibration)} calibration reals")
+        from ..audit.bench import audit_test_set
+
+        audited = audit_test_set(store, phash, [(m.path, m.image_hash, m.label, m.subset) for m in test])
+        _say(console, "test-set audit (shortcuts in the files): "
+                      + ", ".join(f"{k} {v['verdict']}" for k, v in audited["subsets"].items()))
 
         detectors = _resolve_detectors(protocol, output, console, progress)
         for d in detectors:
