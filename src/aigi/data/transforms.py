@@ -102,9 +102,9 @@ _PATCH = 32  # patch side of Patch Selection
 class PreprocessConfig(BaseModel):
     """Geometry and normalisation of a detector's input (stored in its config.json)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    size: int = Field(224, gt=0, description="final square side fed to the network")
+    size: int = Field(224, gt=0, le=4096, description="final square side fed to the network")
     test: Literal[
         "center_crop",
         "resize",
@@ -122,14 +122,14 @@ class PreprocessConfig(BaseModel):
         "center_crop",
     ] = "random_crop"
     resize_to: int = Field(
-        256, gt=0, description="shorter side for resize_* modes; tile target for translate_duplicate"
+        256, gt=0, le=8192, description="shorter side for resize_* modes; tile target for translate_duplicate"
     )
     interpolation: Literal["bilinear", "bicubic", "nearest"] = "bilinear"
     normalize: Literal["clip", "imagenet", "none"] = "imagenet"
     flip: bool = Field(True, description="random horizontal flip (p=0.5) at train time")
     even_crop: bool = Field(False, description="crop H, W to even sizes (NPR with mode 'none')")
     face_scale: float = Field(
-        1.3, gt=0.0, description="images with a face box (manifest x0, y0, x1, y1) are first cropped to a square "
+        1.3, gt=0.0, le=10.0, description="images with a face box (manifest x0, y0, x1, y1) are first cropped to a square "
         "of this many times the box's longer side (FaceForensics++: 1.3); see aigi.data.faces")
     patch_entropy: Literal["aigi", "official"] = Field(
         "aigi", description="patch_selection ranking: ours (natural log, stable ties) or the DGS-Net code's "
@@ -138,7 +138,7 @@ class PreprocessConfig(BaseModel):
     patch_test_shuffle: bool = Field(
         False, description="patch_selection at test time: shuffle the kept patches (DGS-Net's official loader)"
     )
-    patch_seed: int = Field(0, ge=0, description="seed of the test-time patch shuffle (mixed with the image's pixels)")
+    patch_seed: int = Field(0, ge=0, le=2**63 - 1, description="seed of the test-time patch shuffle (mixed with the image's pixels)")
 
     @model_validator(mode="before")
     @classmethod

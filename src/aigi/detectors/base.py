@@ -39,11 +39,11 @@ class CheckpointError(ValueError):
 class DetectorConfig(BaseModel):
     """Fields every detector has. Subclasses add their own (backbone, head, losses)."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)  # NaN/inf: an error
 
     method: str = ""
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
-    threshold: float = Field(0.5, description="P(fake) at or above which the verdict is 'fake'")
+    threshold: float = Field(0.5, ge=0.0, le=1.0, description="P(fake) at or above which the verdict is 'fake'")
     labels: tuple[str, str] = Field(("real", "fake"), description="names of label 0 and label 1")
 
     @classmethod
@@ -157,6 +157,8 @@ class Detector(nn.Module):
         try:
             (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n")
             save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "method": self.method})
+            # safetensors writes 0600; give the weights config.json's mode (0666 minus the umask)
+            os.chmod(tmp / WEIGHTS_NAME, (tmp / CONFIG_NAME).stat().st_mode & 0o777)
             directory.mkdir(parents=True, exist_ok=True)
             for name in (CONFIG_NAME, WEIGHTS_NAME):
                 os.replace(tmp / name, directory / name)
@@ -245,9 +247,12 @@ def read_config(directory: str | os.PathLike) -> dict[str, Any]:
             "(train one with `aigi train` or import one with `aigi convert`)"
         )
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{path} is not valid JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} must hold a JSON object (the detector's config), got a {type(data).__name__}")
+    return data
 
 
 def load_detector(directory: str | os.PathLike, *, device: str | torch.device = "cpu") -> Detector:
@@ -262,7 +267,12 @@ def load_detector(directory: str | os.PathLike, *, device: str | torch.device = 
     meta.pop("aigi_version", None)
     adapter_only = bool(meta.pop("adapter_only", False))
     cls = detector_class(method)
-    config = cls.config_class.model_validate({**meta, "method": method})
+    try:
+        config = cls.config_class.model_validate({**meta, "method": method})
+    except ValueError as err:  # pydantic's ValidationError: every field out of its bounds, named
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {repr(e.get('input'))[:60]})"
+                             for e in getattr(err, "errors", lambda: [])()) or str(err)
+        raise CheckpointError(f"{directory / CONFIG_NAME} is not a valid {method} config: {problems}") from None
     model = cls.build_for_loading(config, adapter_only=adapter_only)
     weights = directory / WEIGHTS_NAME
     if not weights.is_file():

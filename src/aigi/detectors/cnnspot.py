@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import torch
 from pydantic import Field
@@ -27,8 +27,8 @@ def _cnnspot_preprocess() -> PreprocessConfig:
 
 class CNNSpotConfig(DetectorConfig):
     preprocess: PreprocessConfig = Field(default_factory=_cnnspot_preprocess)
-    blocks: tuple[int, ...] = (3, 4, 6, 3)
-    width: int = 64
+    blocks: tuple[Annotated[int, Field(ge=1, le=64)], ...] = Field((3, 4, 6, 3), min_length=1, max_length=4)
+    width: int = Field(64, ge=1, le=1024)
     imagenet_weights: str | None = Field(
         None,
         description="torchvision .pth file, or microsoft/resnet-50 (hub id or local folder); "

@@ -37,7 +37,7 @@ Official checkpoints (bare state dicts, either release) load with ``aigi convert
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal, Mapping
+from typing import Annotated, Any, ClassVar, Literal, Mapping
 
 import torch
 from pydantic import Field, model_validator
@@ -74,12 +74,12 @@ class DFFreqConfig(DetectorConfig):
     release: Literal["current", "2025-05"] = Field(
         "current", description="official release: 'current' (FreqLCBlock, 0.6/0.4 fusion) or '2025-05' (1/0.2)"
     )
-    blocks: tuple[int, int] = Field((3, 4), description="bottleneck blocks in layer1, layer2 (ResNet-50: 3, 4)")
-    width: int = Field(64, ge=1, description="stem width of the truncated ResNet (64)")
-    num_heads: int = Field(1, ge=1, description="attention heads over the 3 colour channels (official: 1)")
+    blocks: tuple[Annotated[int, Field(ge=1, le=64)], Annotated[int, Field(ge=1, le=64)]] = Field((3, 4), description="bottleneck blocks in layer1, layer2 (ResNet-50: 3, 4)")
+    width: int = Field(64, ge=1, le=1024, description="stem width of the truncated ResNet (64)")
+    num_heads: int = Field(1, ge=1, le=3, description="attention heads over the 3 colour channels (official: 1)")
     qkv_bias: bool = Field(False, description="bias in the qkv convolutions (official: False)")
-    dwt_window: int = Field(4, ge=1, description="wavelet attention window: 4 = one 2x2 block of all 4 sub-bands")
-    fft_window: int = Field(8, ge=1, description="window of the phase attention (official: 8)")
+    dwt_window: int = Field(4, ge=1, le=256, description="wavelet attention window: 4 = one 2x2 block of all 4 sub-bands")
+    fft_window: int = Field(8, ge=1, le=256, description="window of the phase attention (official: 8)")
     fft_scale_init: float = Field(0.0, description="initial value of the learnable FFT scale (official: 0)")
 
     @model_validator(mode="before")

@@ -60,8 +60,8 @@ class EffortConfig(ClipDetectorConfig):
         "'mlp' (fc1, fc2), 'both', or a regex matched in full against names inside the vision tower "
         "(e.g. 'encoder\\.layers\\.\\d+\\.self_attn\\.(?:q|v)_proj')",
     )
-    trainable_rank: int | None = Field(1, ge=1, description="n - r: trainable singular triplets per matrix (official: 1)")
-    r: int | None = Field(None, ge=0, description="frozen principal components per matrix; when set it wins over trainable_rank")
+    trainable_rank: int | None = Field(1, ge=1, le=4096, description="n - r: trainable singular triplets per matrix (official: 1)")
+    r: int | None = Field(None, ge=0, le=8192, description="frozen principal components per matrix; when set it wins over trainable_rank")
     head: Literal["one_logit", "two_logit"] = Field(
         "one_logit", description="one_logit: Linear(D, 1) + BCE (UnivFD codebase); "
         "two_logit: Linear(D, 2) + cross-entropy, logit = l1 - l0 (DeepfakeBench codebase)")

@@ -8,7 +8,7 @@ checkpoints depend on) through a truncated ResNet-50 (3×3 stride-2 stem, ``laye
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import torch
 from pydantic import Field
@@ -42,9 +42,9 @@ def _npr_preprocess() -> PreprocessConfig:
 
 class NPRConfig(DetectorConfig):
     preprocess: PreprocessConfig = Field(default_factory=_npr_preprocess)
-    input_scale: float = Field(2.0 / 3.0, description="factor on the residual before conv1 (official: 2/3)")
-    blocks: tuple[int, int] = (3, 4)
-    width: int = 64
+    input_scale: float = Field(2.0 / 3.0, gt=0.0, le=1e3, description="factor on the residual before conv1 (official: 2/3)")
+    blocks: tuple[Annotated[int, Field(ge=1, le=64)], Annotated[int, Field(ge=1, le=64)]] = (3, 4)
+    width: int = Field(64, ge=1, le=1024)
 
 
 @register("npr", task=AIGI)

@@ -76,14 +76,14 @@ def patch_selection_preprocess() -> PreprocessConfig:
 
 class NSNetConfig(ClipDetectorConfig):
     preprocess: PreprocessConfig = Field(default_factory=patch_selection_preprocess)
-    k: int | None = Field(32, ge=0, description="semantic directions removed (top-k); null = the whole caption span")
+    k: int | None = Field(32, ge=0, le=4096, description="semantic directions removed (top-k); null = the whole caption span")
     projection: Literal["fitted", "bank", "batch"] = Field(
         "fitted", description="fitted: null space of all training captions, fitted once (paper); bank: top-k "
         "removal refitted from a caption ring buffer; batch: top-k of each batch's captions (inference: bank)"
     )
     null_energy: float = Field(1e-3, ge=0.0, lt=1.0, description="fitted: largest share of the captions' energy "
                                "the kept (near-null) directions may hold")
-    bank_size: int = Field(1024, ge=1, description="caption embeddings kept in the ring buffer P is fitted on")
+    bank_size: int = Field(1024, ge=1, le=1_000_000, description="caption embeddings kept in the ring buffer P is fitted on")
     refit_during_training: bool = Field(True, description="add each batch's captions to the bank and refit P")
     lam: float = Field(0.5, ge=0.0, le=1.0, description="loss = (1 - lam) * supcon + lam * bce")
     temperature: float = Field(0.07, gt=0.0, description="SupCon temperature")

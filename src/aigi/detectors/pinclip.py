@@ -82,14 +82,14 @@ class PiNCLIPConfig(ClipDetectorConfig):
         ("a photo of a real image", "a photo of a fake image"), description="class prompts (real, fake)"
     )
     lora: LoRAConfig = Field(default_factory=lambda: LoRAConfig(rank=6, alpha=6.0, dropout=0.0))
-    attn_heads: int = Field(1, ge=1, description="heads of the noise generator's cross-attention")
+    attn_heads: int = Field(1, ge=1, le=64, description="heads of the noise generator's cross-attention")
     logit_scale: float = Field(100.0, gt=0.0, description="CLIP logit scale on the cosine similarities")
     beta: float = Field(1e-4, ge=0.0, description="weight of the KL term")
     sigma_init: float = Field(0.01, ge=0.0, description="initial noise scale (bias of fc_sigma)")
     inference_noise: Literal["none", "mean", "sample"] = Field(
         "none", description="test time: no noise, the mean noise mu, or the average over inference_samples seeded draws")
-    inference_samples: int = Field(16, ge=1, description="sample: noise draws per image at test time")
-    inference_seed: int = Field(0, ge=0, description="sample: seed of the test-time draws (the same at every call)")
+    inference_samples: int = Field(16, ge=1, le=1024, description="sample: noise draws per image at test time")
+    inference_seed: int = Field(0, ge=0, le=2**63 - 1, description="sample: seed of the test-time draws (the same at every call)")
     inference_reduce: Literal["logit", "feature"] = Field(
         "logit", description="sample: average the detector logits, or the noisy features before classifying")
     noise_on: Literal["normalized", "raw"] = Field(

@@ -96,11 +96,11 @@ class SpuriousSubspace(nn.Module):
 
 
 class SeLopConfig(ClipDetectorConfig):
-    rank: int = Field(16, ge=1, description="k: dimension of the removed spurious subspace")
-    hidden: int = Field(364, ge=0, description="hidden width of the MLP head (0: a linear head); 364 puts the "
+    rank: int = Field(16, ge=1, le=4096, description="k: dimension of the removed spurious subspace")
+    hidden: int = Field(364, ge=0, le=65536, description="hidden width of the MLP head (0: a linear head); 364 puts the "
                         "trainable count at v2's 0.39 M on ViT-L/14")
     init: Literal["pca", "random"] = Field("pca", description="initial Q: PCA of training features, or random orthonormal")
-    seed: int = Field(0, description="seed of the random basis / random PCA completion")
+    seed: int = Field(0, ge=0, le=2**63 - 1, description="seed of the random basis / random PCA completion")
 
 
 @register("selop", task=FACE_FORGERY)

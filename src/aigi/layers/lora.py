@@ -31,7 +31,7 @@ class LoRAConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    rank: int = Field(6, ge=0, description="rank r of B A; 0 disables LoRA (frozen encoder)")
+    rank: int = Field(6, ge=0, le=1024, description="rank r of B A; 0 disables LoRA (frozen encoder)")
     alpha: float = Field(6.0, gt=0, description="LoRA alpha")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout on the adapter's input (training only)")
     targets: tuple[str, ...] = Field(
