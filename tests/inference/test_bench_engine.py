@@ -47,3 +47,33 @@ def test_bfloat16_scores_are_stored_apart_and_calibration_is_written(image_tree,
     assert json.loads(path.read_text())["protocol_sha256"] == proto.digest()
     with pytest.raises(ValueError, match="dtype must be one of"):
         run_protocol(proto, tmp_path / "out", report=False, dtype="int4")
+
+
+def test_cli_bench_calibrate_writes_calibration_for_the_models_it_trains(image_tree, tmp_path):
+    import yaml
+    from typer.testing import CliRunner
+
+    from aigi.cli import app
+
+    recipe = tmp_path / "npr.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "detector": "npr", "data": {"train": str(image_tree)}, "batch_size": 4, "max_steps": 1,
+        "checkpoint_every": 1000,
+        "overrides": {"blocks": [1, 1], "width": 4, "preprocess.size": 32, "preprocess.resize_to": 36},
+    }))
+    fixed = save_tiny(tmp_path / "fixed")
+    write_pngs(tmp_path / "calib" / "x" / "0_real", 6, seed=5)
+    proto = tmp_path / "p.yaml"
+    proto.write_text(yaml.safe_dump({
+        "name": "cal", "data": {"test": str(image_tree)}, "calibration": {"data": str(tmp_path / "calib"), "fpr": 0.2},
+        "detectors": [{"name": "trained", "recipe": str(recipe)}, {"name": "given", "model": str(fixed)}],
+        "metrics": {"bootstrap": 0}, "run": {"batch_size": 8, "progress": False},
+    }))
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["bench", str(proto), "-o", str(out), "--calibrate", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    cal = read_calibration(out / "models" / "trained")
+    assert cal.n_real == 6 and cal.target_fpr == 0.2 and cal.fpr <= 0.2 and cal.dtype == "float32"
+    assert not (fixed / "calibration.json").exists()  # a model the run did not train is left alone
+    r = CliRunner().invoke(app, ["bench", str(proto), "-o", str(out), "--dtype", "int8"])
+    assert r.exit_code == 1 and "dtype must be one of" in r.output
