@@ -340,7 +340,7 @@ class Predictor:
 
     def predict(self, paths: Iterable[str | os.PathLike]) -> list[Prediction]:
         """One :class:`Prediction` per image in ``paths`` (files, and images found in folders), in order."""
-        from ..evaluate.runner import collect_images
+        from ..data.layouts import collect_images
 
         files, missing = collect_images(paths)
         res = self.score([Sample(path=f, label=None, subset="") for f in files])
