@@ -83,6 +83,11 @@ def test_label_choice_by_name_index_and_several(tmp_path):
 def test_processor_settings_that_cannot_be_reproduced_are_refused():
     base = {"do_resize": True, "size": {"height": 224, "width": 224}, "resample": 2}
     assert preprocess_from_processor(base).test == "resize"
+    old_style = preprocess_from_processor({"size": 256, "do_center_crop": True, "crop_size": 256, "resample": 3})
+    assert (old_style.test, old_style.size, old_style.interpolation) == ("resize", 256, "bicubic")
+    crop = preprocess_from_processor({"size": {"shortest_edge": 256}, "do_center_crop": True, "crop_size": 224})
+    assert (crop.test, crop.resize_to, crop.size, crop.normalize) == ("resize_center_crop", 256, 224, "none")
+    assert preprocess_from_processor({"do_resize": False, "do_center_crop": False}).test == "none"
     with pytest.raises(ValueError, match="resample=1"):
         preprocess_from_processor({**base, "resample": 1})
     with pytest.raises(ValueError, match="not a square"):

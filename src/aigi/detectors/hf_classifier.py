@@ -118,6 +118,8 @@ def preprocess_from_processor(processor: dict[str, Any], base: PreprocessConfig 
     fields: dict[str, Any] = {"interpolation": interpolation, "normalize": "none", "even_crop": False}
     if isinstance(size, int):
         size = {"height": size, "width": size}
+    if isinstance(crop, int):
+        crop = {"height": crop, "width": crop}
     if do_resize and "shortest_edge" in size:
         if "longest_edge" in size and size["longest_edge"] is not None:
             raise fail(f"size={size!r} (longest_edge)")

@@ -58,6 +58,7 @@ __all__ = [
     "export_onnx",
     "load_onnx_detector",
     "plain_copy",
+    "read_onnx_metadata",
     "sidecar_path",
 ]
 
@@ -70,8 +71,6 @@ TOLERANCES: dict[str, tuple[float, float]] = {"float32": (1e-4, 1e-4), "float16"
 #: above this many bytes of weights the tensors go into a ``.data`` file beside the graph
 #: (a single ONNX protobuf cannot exceed 2 GiB)
 EXTERNAL_DATA_BYTES = 1_800_000_000
-#: metadata keys written into the file (values are strings; JSON for structured ones)
-META_KEYS = ("aigi_version", "method", "preprocess", "threshold", "labels", "dtype", "input", "output")
 
 
 class ExportError(ValueError):
@@ -114,7 +113,7 @@ class _Float16(nn.Module):
 
 
 def plain_copy(detector: Detector) -> nn.Module:
-    """A folded deep copy of ``detector`` built from plain modules only, for graph capture.
+    """A folded deep copy of ``detector`` on the CPU, built from plain modules only, for graph capture.
 
     Folds (``for_inference``), bakes every parametrization (SeLop's orthogonal basis) into
     a plain tensor, and replaces each folded LoRA layer by an ``nn.Linear`` holding the
@@ -122,7 +121,7 @@ def plain_copy(detector: Detector) -> nn.Module:
     """
     from ..layers.lora import LoRALinear
 
-    model = copy.deepcopy(detector).for_inference()
+    model = copy.deepcopy(detector).cpu().for_inference()
     for module in list(model.modules()):
         if parametrize.is_parametrized(module):
             _bake_parametrizations(module)
