@@ -46,6 +46,8 @@ def train(
     overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides, e.g. max_steps=10"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="run folder"),
     resume: bool = typer.Option(False, "--resume", help="continue from the run folder's latest checkpoint"),
+    resume_from: Optional[Path] = typer.Option(
+        None, "--resume-from", help="continue from this checkpoint folder (e.g. an older one when the latest is damaged)"),
 ) -> None:
     """Train a detector from a YAML recipe; the run folder becomes a loadable detector."""
     from .train import load_recipe
@@ -53,7 +55,7 @@ def train(
 
     try:
         cfg = load_recipe(config, overrides or [])
-        result = run_train(cfg, output, resume=resume, progress=sys.stderr.isatty())
+        result = run_train(cfg, output, resume=resume, resume_from=resume_from, progress=sys.stderr.isatty())
     except (ValueError, FileNotFoundError, FileExistsError, KeyError, OSError) as err:
         _fail(err)
     if result.interrupted:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -68,8 +69,30 @@ def test_sampler_is_seeded_and_splits_global_batches():
     r1 = list(GlobalBatchSampler(10, 4, seed=3, rank=1, world=2))
     assert [a + b for a, b in zip(r0, r1)] == one
     s = GlobalBatchSampler(10, 4, seed=3)
-    s.set_position(0, 1)
-    assert list(s) == one[1:]
+    s.set_epoch(1)
+    assert list(s) != one  # another epoch, another order
+
+
+def test_resume_inside_an_epoch_skips_batches_without_loading_them():
+    from accelerate import skip_first_batches
+    from torch.utils.data import DataLoader
+
+    loaded = []
+
+    class Data(torch.utils.data.Dataset):
+        def __len__(self):
+            return 12
+
+        def __getitem__(self, i):
+            loaded.append(i)
+            return i
+
+    sampler = GlobalBatchSampler(12, 4, seed=1)
+    loader = DataLoader(Data(), batch_sampler=sampler, collate_fn=list)
+    full = list(loader)
+    loaded.clear()
+    assert list(skip_first_batches(loader, 2)) == full[2:]
+    assert sorted(loaded) == sorted(full[2])  # the skipped batches were never decoded
 
 
 def test_train_writes_a_loadable_detector(image_tree, tmp_path):
@@ -123,24 +146,30 @@ def test_resume_refuses_a_different_recipe(image_tree, tmp_path):
         train(other, tmp_path / "run", progress=False, resume=True)
 
 
-def test_ctrl_c_saves_a_checkpoint(image_tree, tmp_path, monkeypatch):
-    import aigi.train.loop as loop
+def test_ctrl_c_saves_a_checkpoint_after_the_step_and_resume_is_exact(image_tree, tmp_path, monkeypatch):
+    """A real SIGINT during step 3: the step finishes, step-3 is saved, and resuming equals a straight run."""
+    import signal
 
+    cfg = npr_recipe(image_tree)
+    train(cfg, tmp_path / "straight", progress=False)
     calls = {"n": 0}
     real_step = torch.optim.Adam.step
 
-    def step_then_interrupt(self, *a, **k):
-        out = real_step(self, *a, **k)
+    def step_then_ctrl_c(self, *a, **k):
         calls["n"] += 1
         if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return out
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_step(self, *a, **k)
 
-    monkeypatch.setattr(torch.optim.Adam, "step", step_then_interrupt)
-    res = loop.train(npr_recipe(image_tree), tmp_path / "run", progress=False)
-    assert res.interrupted
-    ckpt = latest_checkpoint(tmp_path / "run")
-    assert ckpt is not None
+    monkeypatch.setattr(torch.optim.Adam, "step", step_then_ctrl_c)
+    res = train(cfg, tmp_path / "run", progress=False)
+    monkeypatch.undo()
+    assert res.interrupted and res.steps == 3
+    assert latest_checkpoint(tmp_path / "run").name == "step-00000003"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+    train(cfg, tmp_path / "run", progress=False, resume=True)
+    a, b = weights(tmp_path / "straight"), weights(tmp_path / "run")
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_checkpoints_are_pruned_and_atomic(image_tree, tmp_path):
@@ -148,6 +177,9 @@ def test_checkpoints_are_pruned_and_atomic(image_tree, tmp_path):
     train(cfg, tmp_path / "run", progress=False, stop_after=3)
     names = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
     assert names == ["step-00000002", "step-00000003"]  # no temporary folders left behind
+    files = sorted(p.name for p in (tmp_path / "run" / "checkpoints" / "step-00000003").iterdir())
+    assert files == ["model.safetensors", "optimizer.bin", "random_states_0.pkl", "scheduler.bin",
+                     "trainer_state.json"]  # written by Accelerator.save_state, plus the trainer state
 
 
 def test_broken_training_image_is_skipped_and_reported(image_tree, tmp_path):
@@ -168,7 +200,7 @@ def test_two_processes_train_the_same_model(image_tree, tmp_path):
         "optimizer": {"name": "adam", "lr": 1e-2},
         "batch_size": 8,
         "max_steps": 3,
-        "checkpoint_every": 100,
+        "checkpoint_every": 2,
     }
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(recipe))
@@ -176,14 +208,22 @@ def test_two_processes_train_the_same_model(image_tree, tmp_path):
     one = subprocess.run([sys.executable, "-m", "aigi.cli", "train", str(path), "-o", str(tmp_path / "one")],
                          env=env, capture_output=True, text=True, timeout=300)
     assert one.returncode == 0, one.stderr
-    two = subprocess.run(
-        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-         "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "aigi.cli", "train", str(path),
-         "-o", str(tmp_path / "two")],
-        env=env, capture_output=True, text=True, timeout=300)
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "aigi.cli", "train",
+              str(path)]
+    two = subprocess.run(launch + ["-o", str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=300)
     assert two.returncode == 0, two.stderr[-3000:]
     train_info = yaml.safe_load((tmp_path / "two" / "training.json").read_text())
     assert train_info["processes"] == 2
     a, b = weights(tmp_path / "one"), weights(tmp_path / "two")
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+    # the checkpoint at step 2 was written by both processes (one RNG file each) and resumes under 2 processes
+    ckpt = tmp_path / "two" / "checkpoints" / "step-00000002"
+    assert (ckpt / "random_states_0.pkl").is_file() and (ckpt / "random_states_1.pkl").is_file()
+    shutil.copytree(tmp_path / "two" / "checkpoints", tmp_path / "again" / "checkpoints")
+    again = subprocess.run(launch + ["-o", str(tmp_path / "again"), "--resume"], env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    c = weights(tmp_path / "again")
+    assert all(torch.equal(b[k], c[k]) for k in b)

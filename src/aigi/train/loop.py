@@ -5,13 +5,19 @@ What makes it trustworthy:
 * **Determinism.** Every sample's augmentation is drawn from an RNG seeded by
   ``(seed, epoch, index)`` and the order of each epoch from ``(seed, epoch)``, so the data a
   step sees does not depend on workers, processes or interruptions.
-* **Exact resume.** A checkpoint holds the trainable weights and buffers, the optimiser,
-  the scheduler, the torch RNG and the position in the data; ``resume=True`` continues as
-  if nothing happened (2 steps + resume + 2 steps == 4 steps, bit for bit on CPU).
-* **Atomic checkpoints.** Written to a temporary folder, then renamed; a kill at any moment
-  leaves the previous checkpoint intact. Ctrl-C saves one before stopping.
+* **Exact resume.** ``Accelerator.save_state`` writes the trainable weights and buffers, the
+  optimiser, the scheduler and every RNG; ``load_state`` restores them and
+  ``accelerate.skip_first_batches`` continues inside the epoch without decoding the batches
+  already trained on (2 steps + resume + 2 steps == 4 steps, bit for bit on CPU).
+* **Checked checkpoints.** Written to a temporary folder, then renamed; every file is read
+  back with ``weights_only=True`` before a resume trusts it, and a damaged one is named
+  with the newest intact checkpoint to use instead (:mod:`aigi.train.checkpoint`).
+* **Ctrl-C** finishes the current step, saves a checkpoint and stops (a second Ctrl-C stops
+  at once); ``history.jsonl`` is cut back to the checkpoint's step on resume.
 * **Several processes.** ``batch_size`` is global; under ``accelerate launch`` each process
   takes its slice of every global batch and DDP averages the gradients.
+* **Validation.** With ``data.val``, the detector is scored at the end of every epoch (and
+  of the run): ``val_auroc``, ``val_ap``, ``val_acc`` in ``history.jsonl`` and the log.
 
 The loop knows nothing method-specific: it calls ``detector.training_loss(batch)``.
 """
@@ -20,10 +26,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import random
-import shutil
-import tempfile
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,19 +42,25 @@ from ..data.dataset import ImageDataset, collate
 from ..data.layouts import detect_layout, load_samples
 from ..data.transforms import build_transform
 from ..detectors.base import Detector
-from ..detectors.folder import CHECKPOINTS_DIR, TRAIN_CONFIG_NAME, TRAINING_NAME
+from ..detectors.folder import TRAIN_CONFIG_NAME, TRAINING_NAME
 from ..detectors.registry import create_detector
+from .checkpoint import (CHECKPOINTS, STATE_NAME, TrainCheckpointError, latest_checkpoint, load_checkpoint,
+                         save_checkpoint, set_aside_newer, truncate_history, verify_checkpoint)
 from .config import TrainConfig
+from .validate import validate, validation_dataset
 
-CHECKPOINTS = CHECKPOINTS_DIR
+__all__ = ["CHECKPOINTS", "GlobalBatchSampler", "TrainCheckpointError", "TrainResult", "latest_checkpoint", "train"]
+
+HISTORY_NAME = "history.jsonl"
 
 
 class GlobalBatchSampler(Sampler[list[int]]):
     """Yields this process's slice of each global batch of a seeded per-epoch permutation.
 
-    The permutation of epoch ``e`` comes from ``torch.Generator().manual_seed(seed + e)``;
-    incomplete last batches are dropped (batch-norm needs more than one sample).
-    ``start_batch`` skips batches already trained on without loading them.
+    The permutation of epoch ``e`` comes from ``torch.Generator().manual_seed(seed * 1_000_003 + e)``;
+    incomplete last batches are dropped (batch-norm needs more than one sample). Resuming
+    inside an epoch wraps the loader in ``accelerate.skip_first_batches``, which skips
+    index lists without loading their images.
     """
 
     def __init__(self, n: int, batch_size: int, *, seed: int, rank: int = 0, world: int = 1) -> None:
@@ -59,19 +69,19 @@ class GlobalBatchSampler(Sampler[list[int]]):
         if n < batch_size:
             raise ValueError(f"only {n} training images for a batch size of {batch_size}")
         self.n, self.batch_size, self.seed, self.rank, self.world = n, batch_size, seed, rank, world
-        self.epoch, self.start_batch = 0, 0
+        self.epoch = 0
 
     def __len__(self) -> int:
-        return self.n // self.batch_size - self.start_batch
+        return self.n // self.batch_size
 
-    def set_position(self, epoch: int, start_batch: int = 0) -> None:
-        self.epoch, self.start_batch = epoch, start_batch
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def __iter__(self) -> Iterator[list[int]]:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         order = torch.randperm(self.n, generator=g).tolist()
         per = self.batch_size // self.world
-        for b in range(self.start_batch, self.n // self.batch_size):
+        for b in range(self.n // self.batch_size):
             chunk = order[b * self.batch_size : (b + 1) * self.batch_size]
             yield chunk[self.rank * per : (self.rank + 1) * per]
 
@@ -119,8 +129,10 @@ class TrainResult:
     output: Path
     steps: int
     history: list[dict[str, float]] = field(default_factory=list)
+    validation: list[dict[str, Any]] = field(default_factory=list)
     skipped_files: dict[str, str] = field(default_factory=dict)
     interrupted: bool = False
+    resumed_from: Path | None = None
 
 
 def _checkpoint_state(detector: Detector) -> dict[str, torch.Tensor]:
@@ -130,73 +142,77 @@ def _checkpoint_state(detector: Detector) -> dict[str, torch.Tensor]:
     return detector.state_dict()
 
 
-def save_checkpoint(run: Path, step: int, epoch: int, batch_in_epoch: int, detector: Detector,
-                    optimizer: torch.optim.Optimizer, scheduler: Any, cfg: TrainConfig) -> Path:
-    """Write ``checkpoints/step-N`` atomically and prune old ones."""
-    root = run / CHECKPOINTS
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step-{step:08d}"
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
-    try:
-        torch.save({k: v.detach().cpu().clone() for k, v in _checkpoint_state(detector).items()}, tmp / "model.pt")
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-        torch.save({"torch": torch.get_rng_state()}, tmp / "rng.pt")
-        state = {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
-                 "recipe_sha256": cfg.digest(), "python_random": list(map(_jsonable, random.getstate()))}
-        (tmp / "trainer_state.json").write_text(json.dumps(state))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    kept = sorted(p for p in root.glob("step-*") if p.is_dir())
-    for old in kept[: -cfg.keep_checkpoints]:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
+class _StopRequest:
+    """Turns the first Ctrl-C (SIGINT) into a flag the loop reads after each step.
+
+    A second Ctrl-C raises ``KeyboardInterrupt`` at once. With several processes the flag is
+    summed across them every step, so all stop after the same step.
+    """
+
+    def __init__(self) -> None:
+        self.hit = False
+        self._old: Any = None
+
+    def __enter__(self) -> "_StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.hit = True
+        signal.signal(signal.SIGINT, self._old if callable(self._old) else signal.default_int_handler)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+    def requested(self, acc: Any) -> bool:
+        if acc.num_processes == 1:
+            return self.hit
+        flag = torch.tensor([1.0 if self.hit else 0.0], device=acc.device)
+        return bool(acc.reduce(flag, reduction="sum").item() > 0)
 
 
-def _jsonable(x: Any) -> Any:
-    return list(x) if isinstance(x, tuple) else x
-
-
-def latest_checkpoint(run: Path) -> Path | None:
-    found = sorted(p for p in (run / CHECKPOINTS).glob("step-*") if (p / "trainer_state.json").is_file())
-    return found[-1] if found else None
-
-
-def load_checkpoint(path: Path, detector: Detector, optimizer: torch.optim.Optimizer, scheduler: Any,
-                    cfg: TrainConfig) -> dict[str, Any]:
-    state = json.loads((path / "trainer_state.json").read_text())
-    if state.get("recipe_sha256") != cfg.digest():
-        raise ValueError(
-            f"checkpoint {path} was written by a different recipe; resume with the same recipe "
-            "and overrides, or start a new run in another --output folder"
-        )
-    weights = torch.load(path / "model.pt", map_location="cpu", weights_only=True)
-    detector.load_state_dict(weights, strict=not detector.backbone_prefixes)
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True))
-    scheduler.load_state_dict(torch.load(path / "scheduler.pt", map_location="cpu", weights_only=True))
-    torch.set_rng_state(torch.load(path / "rng.pt", weights_only=True)["torch"])
-    py = state["python_random"]
-    random.setstate((py[0], tuple(py[1]), py[2]))
-    return state
+def _resume_point(run: Path, resume: bool, resume_from: str | Path | None) -> Path | None:
+    """The checkpoint to continue from, verified (None: start from scratch)."""
+    if resume_from is not None:
+        path = Path(resume_from)
+        if not (path / STATE_NAME).exists() and latest_checkpoint(path) is not None:
+            path = latest_checkpoint(path)  # a run folder: its newest checkpoint
+        verify_checkpoint(path, run)
+        return path
+    if not resume:
+        if latest_checkpoint(run) is not None:
+            raise FileExistsError(
+                f"{run} already holds checkpoints; pass --resume to continue it or choose another --output")
+        return None
+    path = latest_checkpoint(run)
+    if path is not None:
+        verify_checkpoint(path, run)
+    return path
 
 
 def train(cfg: TrainConfig, output: str | Path | None = None, *, resume: bool = False,
-          progress: bool = True, stop_after: int | None = None) -> TrainResult:
+          resume_from: str | Path | None = None, progress: bool = True,
+          stop_after: int | None = None) -> TrainResult:
     """Train ``cfg.detector`` and save the final detector folder to ``output``.
 
-    ``stop_after`` ends the run after that many optimiser steps of this call (with a
-    checkpoint), which is how tests and Ctrl-C exercise resume.
+    ``resume`` continues from the run folder's newest checkpoint (an error naming the file
+    and the newest intact checkpoint if it is damaged); ``resume_from`` continues from the
+    given checkpoint folder and sets the run's newer checkpoints aside. ``stop_after`` ends
+    the run after that many optimiser steps of this call (with a checkpoint), which is how
+    tests exercise resume.
     """
-    from accelerate import Accelerator
+    from accelerate import Accelerator, skip_first_batches
     from accelerate.utils import DistributedDataParallelKwargs, set_seed
 
     run = Path(output or cfg.output or f"runs/{cfg.detector}")
+    ckpt = _resume_point(run, resume, resume_from)
     ddp = DistributedDataParallelKwargs(find_unused_parameters=cfg.find_unused_parameters)
-    # cpu=True on machines without CUDA is what lets `accelerate launch` start gloo processes
-    acc = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=cfg.mixed_precision, kwargs_handlers=[ddp])
+    # cpu=True on machines without CUDA is what lets `accelerate launch` start gloo processes;
+    # the scheduler steps once per global step (batch_size is global), not once per process
+    acc = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=cfg.mixed_precision,
+                      kwargs_handlers=[ddp], step_scheduler_with_optimizer=False)
     set_seed(cfg.seed)
 
     detector = create_detector(cfg.detector, **cfg.overrides)
@@ -211,6 +227,7 @@ def train(cfg: TrainConfig, output: str | Path | None = None, *, resume: bool = 
     if not labelled:
         raise ValueError(f"no labelled training images in {cfg.data.train}")
     dataset = ImageDataset(labelled, build_transform(pre, train=True, augment=cfg.augment), seed=cfg.seed)
+    val_set = validation_dataset(cfg.data, detector, cfg.seed)
     sampler = GlobalBatchSampler(len(dataset), cfg.batch_size, seed=cfg.seed,
                                  rank=acc.process_index, world=acc.num_processes)
     loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.num_workers,
@@ -218,80 +235,133 @@ def train(cfg: TrainConfig, output: str | Path | None = None, *, resume: bool = 
     steps_per_epoch = len(dataset) // cfg.batch_size
     total = cfg.max_steps or int(math.ceil((cfg.epochs or 1) * steps_per_epoch))
 
-    prepare = getattr(detector, "prepare_training", None)
-    if callable(prepare):  # a detector that fits something on the training set first (NS-Net: caption null space)
-        prepare(labelled)
     optimizer = build_optimizer(cfg, detector.trainable_parameters())
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, steps_per_epoch, total))
-    step, epoch, batch_in_epoch = 0, 0, 0
-    if resume:
-        ckpt = latest_checkpoint(run)
-        if ckpt is None:
-            acc.print(f"no checkpoint in {run / CHECKPOINTS}; starting from scratch")
-        else:
-            st = load_checkpoint(ckpt, detector, optimizer, scheduler, cfg)
-            step, epoch, batch_in_epoch = st["step"], st["epoch"], st["batch_in_epoch"]
-            acc.print(f"resumed from {ckpt} at step {step}")
-    elif latest_checkpoint(run) is not None:
-        raise FileExistsError(f"{run} already holds checkpoints; pass --resume to continue it or choose another --output")
+    module, optimizer, scheduler = acc.prepare(_LossModule(detector), optimizer, scheduler)
 
-    module = _LossModule(detector)
-    module, optimizer = acc.prepare(module, optimizer)
+    def save_weights(models: list, weights: list, output_dir: str) -> None:
+        # the detector's own keys (no DDP prefix), without the frozen backbone
+        if weights:
+            weights[0] = {k: v.detach().cpu().contiguous().clone() for k, v in _checkpoint_state(detector).items()}
+
+    def skip_accelerate_weights(models: list, input_dir: str) -> None:
+        models.clear()  # the weights are loaded by load_weights below
+
+    def load_weights(state: dict[str, torch.Tensor]) -> None:
+        detector.load_state_dict(state, strict=not detector.backbone_prefixes)
+
+    acc.register_save_state_pre_hook(save_weights)
+    acc.register_load_state_pre_hook(skip_accelerate_weights)
+
+    step, epoch, batch_in_epoch = 0, 0, 0
+    result = TrainResult(output=run, steps=0)
+    history_path = run / HISTORY_NAME
+    if ckpt is not None:
+        st = json.loads((ckpt / STATE_NAME).read_text())
+        if st.get("recipe_sha256") != cfg.digest():
+            raise ValueError(
+                f"checkpoint {ckpt} was written by a different recipe; resume with the same recipe "
+                "and overrides, or start a new run in another --output folder")
+        try:
+            load_checkpoint(acc, ckpt, load_weights, optimizer, scheduler)
+        except (RuntimeError, ValueError, KeyError, OSError) as err:
+            raise TrainCheckpointError(f"checkpoint {ckpt} does not fit this detector: {err}") from None
+        step, epoch, batch_in_epoch = st["step"], st["epoch"], st["batch_in_epoch"]
+        result.resumed_from = ckpt
+        if acc.is_main_process:
+            if resume_from is not None and ckpt.parent == run / CHECKPOINTS:
+                for moved in set_aside_newer(run, ckpt):
+                    acc.print(f"set aside {moved} (newer than the checkpoint resumed from)")
+            dropped = truncate_history(history_path, step)
+            if dropped:
+                acc.print(f"history.jsonl: dropped {dropped} records after step {step}")
+        acc.print(f"resumed from {ckpt} at step {step}")
+    elif resume:
+        acc.print(f"no checkpoint in {run / CHECKPOINTS}; starting from scratch")
+
     if acc.is_main_process:
         run.mkdir(parents=True, exist_ok=True)
         (run / TRAIN_CONFIG_NAME).write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    acc.wait_for_everyone()
 
-    result = TrainResult(output=run, steps=step)
-    history_path = run / "history.jsonl"
+    def record(rec: dict[str, Any]) -> None:
+        if acc.is_main_process:
+            with history_path.open("a") as fh:
+                fh.write(json.dumps(rec) + "\n")
+
+    def run_validation() -> None:
+        metrics, skipped = validate(acc, detector, val_set, max(1, cfg.batch_size // acc.num_processes),
+                                    cfg.num_workers)
+        for path, msg in skipped.items():
+            if path not in result.skipped_files:
+                result.skipped_files[path] = msg
+                acc.print(f"skipped unreadable validation image: {msg}")
+        rec = {"step": step, "epoch": round(step / steps_per_epoch, 3), **metrics}
+        result.validation.append(rec)
+        record(rec)
+        fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
+        acc.print(f"validation at step {step}: AUROC {fmt(metrics['val_auroc'])}  AP {fmt(metrics['val_ap'])}  "
+                  f"ACC {fmt(metrics['val_acc'])}  ({metrics['val_images']} images)")
+
+    def state() -> dict[str, Any]:
+        return {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "recipe_sha256": cfg.digest()}
+
     start_step, t0 = step, time.time()
+    validated_at = step if ckpt is not None else -1
     bar = _progress(progress and acc.is_local_main_process, total, step)
     module.train()
     try:
-        done = False
-        while step < total and not done:
-            sampler.set_position(epoch, batch_in_epoch)
-            dataset.set_epoch(epoch)
-            for batch in loader:
-                batch_in_epoch += 1
-                for idx, msg in batch.get("errors", []):
-                    path = str(dataset.samples[idx].path)
-                    if path not in result.skipped_files:
-                        result.skipped_files[path] = msg
-                        acc.print(f"skipped unreadable training image: {msg}")
-                if batch["index"].numel() == 0:
-                    continue
-                batch = {k: v.to(acc.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-                with acc.autocast():
-                    out = module(batch)
-                acc.backward(out["loss"])
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                if step % cfg.log_every == 0 or step == total:
-                    rec = {"step": step, "epoch": epoch, "lr": scheduler.get_last_lr()[0],
-                           **{k: float(v.detach().float().mean()) for k, v in out.items()}}
-                    result.history.append(rec)
-                    if acc.is_main_process:
-                        with history_path.open("a") as fh:
-                            fh.write(json.dumps(rec) + "\n")
-                if bar is not None:
-                    bar.update(step, loss=float(out["loss"].detach()))
-                done = step >= total or (stop_after is not None and step - start_step >= stop_after)
-                if done or step % cfg.checkpoint_every == 0:
-                    break
-            if batch_in_epoch >= steps_per_epoch:
-                epoch, batch_in_epoch = epoch + 1, 0
-            if step % cfg.checkpoint_every == 0 and step < total:
-                _save(acc, run, step, epoch, batch_in_epoch, detector, optimizer, scheduler, cfg)
-        if step < total:
-            if step % cfg.checkpoint_every:
-                _save(acc, run, step, epoch, batch_in_epoch, detector, optimizer, scheduler, cfg)
-            result.interrupted = True
-    except KeyboardInterrupt:
-        _save(acc, run, step, epoch, batch_in_epoch, detector, optimizer, scheduler, cfg)
+        with _StopRequest() as stop:
+            while step < total and not result.interrupted:
+                sampler.set_epoch(epoch)
+                dataset.set_epoch(epoch)
+                batches = skip_first_batches(loader, batch_in_epoch) if batch_in_epoch else loader
+                for batch in batches:
+                    batch_in_epoch += 1
+                    for idx, msg in batch.get("errors", []):
+                        path = str(dataset.samples[idx].path)
+                        if path not in result.skipped_files:
+                            result.skipped_files[path] = msg
+                            acc.print(f"skipped unreadable training image: {msg}")
+                    stepped = batch["index"].numel() > 0
+                    if stepped:
+                        batch = {k: v.to(acc.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+                        with acc.autocast():
+                            out = module(batch)
+                        acc.backward(out["loss"])
+                        optimizer.step()
+                        scheduler.step()
+                        optimizer.zero_grad(set_to_none=True)
+                        step += 1
+                        if step % cfg.log_every == 0 or step == total:
+                            rec = {"step": step, "epoch": epoch, "lr": scheduler.get_last_lr()[0],
+                                   **{k: float(v.detach().float().mean()) for k, v in out.items()}}
+                            result.history.append(rec)
+                            record(rec)
+                        if bar is not None:
+                            bar.update(step, loss=float(out["loss"].detach()))
+                    if batch_in_epoch >= steps_per_epoch:
+                        epoch, batch_in_epoch = epoch + 1, 0
+                        if val_set is not None:
+                            run_validation()
+                            validated_at = step
+                    if step >= total:
+                        break
+                    if not stepped:
+                        continue
+                    halt = stop.requested(acc) or (stop_after is not None and step - start_step >= stop_after)
+                    if halt or step % cfg.checkpoint_every == 0:
+                        save_checkpoint(acc, run, state(), cfg.keep_checkpoints)
+                    if halt:
+                        result.interrupted = True
+                        if stop.hit:
+                            acc.print(f"interrupted: checkpoint saved at step {step}; continue with --resume")
+                        break
+            if val_set is not None and step >= total and validated_at != step:
+                run_validation()
+    except KeyboardInterrupt:  # a second Ctrl-C: stop without saving
         result.interrupted = True
-        acc.print(f"interrupted: checkpoint saved at step {step}; continue with --resume")
+        acc.print("stopped without saving; --resume continues from the last checkpoint")
     finally:
         if bar is not None:
             bar.close()
@@ -305,22 +375,17 @@ def train(cfg: TrainConfig, output: str | Path | None = None, *, resume: bool = 
             "epochs": round(step / max(steps_per_epoch, 1), 3),
             "train_images": len(labelled),
             "train_data": cfg.data.train,
+            "val_data": cfg.data.val,
             "processes": acc.num_processes,
             "seconds": round(time.time() - t0, 2),
             "final": result.history[-1] if result.history else None,
+            "validation": result.validation[-1] if result.validation else None,
             "skipped_files": result.skipped_files,
             "recipe_sha256": cfg.digest(),
         }
         (run / TRAINING_NAME).write_text(json.dumps(summary, indent=2) + "\n")
-    acc.end_training() if hasattr(acc, "end_training") else None
+    acc.end_training()
     return result
-
-
-def _save(acc, run, step, epoch, batch_in_epoch, detector, optimizer, scheduler, cfg) -> None:
-    acc.wait_for_everyone()
-    if acc.is_main_process:
-        save_checkpoint(run, step, epoch, batch_in_epoch, detector, optimizer, scheduler, cfg)
-    acc.wait_for_everyone()
 
 
 class _Bar:
