@@ -7,9 +7,9 @@ Writes ``results.json`` and ``tables.md`` (the tables of docs/synthetic.md) into
 
 * ``timing``: ``generate_benchmark`` with its defaults (6 generators x 2 classes x 200
   images, 256 x 256) and ``--workers`` processes; wall-clock and CPU seconds.
-* ``shortcuts``: the global statistics of every image of that benchmark, and the
-  cross-validated accuracy of a logistic regression on each one alone, per generator and
-  pooled (:func:`aigi.data.synthetic.shortcut_accuracy`).
+* ``shortcuts``: ``aigi audit`` of that benchmark with pixel statistics
+  (:func:`aigi.audit.audit`): the verdict and every attribute's AUROC, per generator and
+  pooled.
 * ``detectors``: a training set (seed 0, 200 images per class and generator) and a
   disjoint test set (seed 1, 100 per class) at ``--det-size`` pixels; small NPR and
   DFFreq models (``blocks (1, 1)``, ``width 8``, Adam lr 1e-3, batch 32) trained with
@@ -28,8 +28,6 @@ import shutil
 import sys
 import time
 from pathlib import Path
-
-import numpy as np
 
 
 def _cpu_children() -> float:
@@ -54,26 +52,16 @@ def timing(out: Path, workers: int) -> dict:
 
 
 def shortcuts(root: Path) -> dict:
-    from aigi.data.layouts import load_samples
-    from aigi.data.synthetic import STATISTICS, image_statistics, shortcut_accuracy
+    """``aigi audit`` of the benchmark (file attributes and pixel statistics): verdict and AUROC per subset."""
+    from aigi.audit import audit
 
-    samples = load_samples(root, "subsets")
-    by_subset: dict[str, tuple[list, list]] = {}
-    for s in samples:
-        st, y = by_subset.setdefault(s.subset, ([], []))
-        st.append(image_statistics(s.path.read_bytes()))
-        y.append(s.label)
+    res = audit(root, pixels=True, bootstrap=200)
     out: dict[str, dict] = {}
-    pooled, pooled_y = [], []
-    for name, (st, y) in sorted(by_subset.items()):
-        out[name] = {"accuracy": shortcut_accuracy(st, y),
-                     "median_real": {k: float(np.median([r[k] for r, l in zip(st, y) if l == 0])) for k in STATISTICS},
-                     "median_fake": {k: float(np.median([r[k] for r, l in zip(st, y) if l == 1])) for k in STATISTICS},
-                     "n": len(y)}
-        pooled += st
-        pooled_y += y
-    out["all"] = {"accuracy": shortcut_accuracy(pooled, pooled_y), "n": len(pooled_y)}
-    return out
+    for subset, rows in res.separations.items():
+        out[subset] = {"verdict": res.verdicts[subset], "n": sum(res.labels[i] is not None for i, s in
+                                                                 enumerate(res.subsets) if subset in ("all", s)),
+                       "auroc": {r.attribute: [round(r.auroc, 3), round(r.low, 3), round(r.high, 3)] for r in rows}}
+    return {"seconds": round(res.seconds, 1), "subsets": out}
 
 
 def detectors(out: Path, size: int, per_class: int, test_per_class: int, steps: int, steps_all: int, crop: int,
@@ -129,12 +117,11 @@ def tables(res: dict) -> str:
         lines += [f"Generation: {t['images']} images in {t['wall_s']} s wall, {t['cpu_s']} s CPU "
                   f"({t['workers']} workers; load average at the end {' '.join(t['load_average_at_end'])}).", ""]
     if "shortcuts" in res:
-        from aigi.data.synthetic import STATISTICS
-
-        names = list(STATISTICS)
-        lines += ["| subset | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
-        for sub, v in res["shortcuts"].items():
-            lines.append(f"| {sub} | " + " | ".join(f"{100 * v['accuracy'][k]:.0f}" for k in names) + " |")
+        names = ["all metadata (model)", "format", "jpeg_quality", "bytes_per_pixel", "grey_mean", "grey_std",
+                 "colourfulness", "noise", "hf_energy", "hf_ratio", "blockiness"]
+        lines += ["| subset | verdict | " + " | ".join(names) + " |", "|---" * (len(names) + 2) + "|"]
+        for sub, v in res["shortcuts"]["subsets"].items():
+            lines.append(f"| {sub} | {v['verdict']} | " + " | ".join(f"{v['auroc'][k][0]:.2f}" for k in names) + " |")
         lines.append("")
     if "detectors" in res:
         d = res["detectors"]

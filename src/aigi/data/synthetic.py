@@ -29,7 +29,8 @@ format nor the quantisation table tells the classes apart.
 (not on the order, the worker count, or which other subsets are written). Each subset's
 reals are therefore distinct real images.
 
-How hard it is, measured (single global statistics do not separate the classes; a
+How hard it is, measured (no file attribute or global pixel statistic separates the
+classes: ``aigi audit`` calls every subset clean, which ``tests/synthetic`` checks; a
 detector trained on one generator does not transfer to all others; one trained on all
 does well): see ``docs/synthetic.md`` and ``scripts/measure_synthetic.py``.
 """
@@ -57,7 +58,6 @@ __all__ = [
     "JPEG_SHARE",
     "LABELS",
     "MANIFEST",
-    "STATISTICS",
     "camera_image",
     "dead_leaves",
     "describe_generators",
@@ -65,9 +65,7 @@ __all__ = [
     "generate_benchmark",
     "generator_fingerprint",
     "image_rng",
-    "image_statistics",
     "make_image",
-    "shortcut_accuracy",
 ]
 
 #: share of images (real and fake alike) stored as JPEG; the rest are PNG
@@ -795,74 +793,4 @@ def generate_benchmark(
             "jpeg_qualities": list(JPEG_QUALITIES), "libraries": _libraries(),
             "generator_sha256": generator_fingerprint(per_class=per_class, size=size, generators=names, seed=seed)}
     (out / MANIFEST).write_text(json.dumps(meta, indent=2) + "\n")
-    return out
-
-
-# --------------------------------------------------------------------------- shortcut check
-
-#: global statistics a lazy detector could use; none of them should separate real from fake
-STATISTICS: dict[str, str] = {
-    "mean": "mean grey level (0..255)",
-    "std": "standard deviation of the grey levels",
-    "colourfulness": "mean of max(R,G,B) - min(R,G,B)",
-    "noise": "noise level estimate (Immerkaer 1996: mean |Laplacian-difference| * sqrt(pi/2) / 6)",
-    "hf_energy": "log10 mean spectral power above 0.25 cycles/pixel (grey, mean removed)",
-    "hf_ratio": "share of spectral power above 0.25 cycles/pixel",
-    "jpeg": "1 if the file is a JPEG, else 0",
-    "jpeg_quant": "mean of the JPEG luminance quantisation table (0 for PNG)",
-    "bytes_per_pixel": "file size / pixel count",
-}
-
-_IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float64)
-
-
-def image_statistics(data: bytes) -> dict[str, float]:
-    """The :data:`STATISTICS` of one encoded image file."""
-    with Image.open(io.BytesIO(data)) as pil:
-        fmt = pil.format
-        quant = getattr(pil, "quantization", None) or {}
-        arr = np.asarray(pil.convert("RGB"), np.float64)
-    grey = arr @ np.array([0.299, 0.587, 0.114])
-    h, w = grey.shape
-    lap = ndimage.correlate(grey, _IMMERKAER, mode="reflect")[1:-1, 1:-1]
-    noise = np.sqrt(np.pi / 2) * np.abs(lap).mean() / 6.0
-    spec = np.abs(np.fft.rfft2(grey - grey.mean())) ** 2
-    f = np.sqrt(np.fft.fftfreq(h)[:, None] ** 2 + np.fft.rfftfreq(w)[None, :] ** 2)
-    high = spec[f > 0.25]
-    return {
-        "mean": float(grey.mean()),
-        "std": float(grey.std()),
-        "colourfulness": float((arr.max(axis=2) - arr.min(axis=2)).mean()),
-        "noise": float(noise),
-        "hf_energy": float(np.log10(high.mean() + 1e-12)),
-        "hf_ratio": float(high.sum() / (spec.sum() + 1e-12)),
-        "jpeg": float(fmt == "JPEG"),
-        "jpeg_quant": float(np.mean(quant[0])) if fmt == "JPEG" and 0 in quant else 0.0,
-        "bytes_per_pixel": len(data) / float(h * w),
-    }
-
-
-def shortcut_accuracy(stats: Sequence[dict[str, float]], labels: Sequence[int], *, folds: int = 5,
-                      seed: int = 0) -> dict[str, float]:
-    """Cross-validated accuracy of a logistic regression on each single statistic.
-
-    Features are the standardised statistic and its square (so a two-sided rule, "too
-    high or too low", is found as well as a threshold); stratified ``folds``-fold cross
-    validation. 0.5 means the statistic tells nothing about the label.
-    """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import PolynomialFeatures, StandardScaler
-
-    y = np.asarray(labels)
-    if len(stats) != len(y):
-        raise ValueError(f"{len(stats)} statistics rows for {len(y)} labels")
-    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    out = {}
-    for name in STATISTICS:
-        x = np.array([[s[name]] for s in stats])
-        model = make_pipeline(StandardScaler(), PolynomialFeatures(2, include_bias=False), StandardScaler(),
-                              LogisticRegression(max_iter=1000))
-        out[name] = float(cross_val_score(model, x, y, cv=cv, scoring="accuracy").mean())
     return out
