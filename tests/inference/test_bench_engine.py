@@ -77,3 +77,19 @@ def test_cli_bench_calibrate_writes_calibration_for_the_models_it_trains(image_t
     assert not (fixed / "calibration.json").exists()  # a model the run did not train is left alone
     r = CliRunner().invoke(app, ["bench", str(proto), "-o", str(out), "--dtype", "int8"])
     assert r.exit_code == 1 and "dtype must be one of" in r.output
+
+
+def test_report_shows_the_share_left_to_a_human_for_a_banded_detector(image_tree, tmp_path):
+    from aigi.benchmark.tables import leaderboard
+    from aigi.detectors.folder import AbstainBand, Calibration, write_calibration
+
+    model = save_tiny(tmp_path / "model")
+    write_pngs(tmp_path / "calib" / "x" / "0_real", 4, seed=5)
+    plain = run_protocol(_protocol(image_tree, tmp_path / "calib", model), tmp_path / "plain")
+    head, rows = leaderboard(plain.results)
+    assert "uncertain" not in head
+    write_calibration(model, Calibration(threshold=0.5, band=AbstainBand(low=0.0, high=1.0)))  # every score inside
+    res = run_protocol(_protocol(image_tree, tmp_path / "calib", model), tmp_path / "banded")
+    head, rows = leaderboard(res.results)
+    assert head[-1] == "uncertain" and rows[0][-1] == "100.0"
+    assert res.results.get("npr", "clean").subsets["a"]["uncertain"] == 1.0

@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ..evaluate.calibration import accuracy_at, bootstrap_intervals, expected_calibration_error, threshold_at_fpr
+from ..evaluate.calibration import (abstain_summary, accuracy_at, bootstrap_intervals, expected_calibration_error,
+                                     threshold_at_fpr)
 from ..evaluate.metrics import binary_metrics, mean_metrics
 from .plan import CLEAN, condition_name, planned_conditions
 from .protocol import Protocol
@@ -129,8 +130,12 @@ def collect(store: ResultStore, protocol_hash: str | None = None) -> Results:
             by_subset[subset][1].append(float(score))
         per = {subset: _subset_metrics(*by_subset[subset], thr, cal, metrics, p.condition == CLEAN)
                for subset in sorted(by_subset)}
+        band = d["info"].get("band")  # the folder's calibration.json abstain band, when it has one
+        if band:
+            for subset, m in per.items():
+                m["uncertain"] = abstain_summary(*by_subset[subset], band["low"], band["high"])["uncertain_rate"]
         mean = mean_metrics(per)
-        for extra in ("ece", "acc_cal", "r_acc_cal", "f_acc_cal"):
+        for extra in ("ece", "acc_cal", "r_acc_cal", "f_acc_cal", "uncertain"):
             vals = [m[extra] for m in per.values() if m.get(extra) is not None]
             mean[extra] = float(np.mean(vals)) if vals else None
         res.results[(p.detector, p.condition)] = CondResult(

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..detectors.folder import CONFIG_NAME, TRAINING_NAME, WEIGHTS_NAME, is_finished_folder
+from ..detectors.folder import CONFIG_NAME, TRAINING_NAME, WEIGHTS_NAME, calibration_band, is_finished_folder
 from .plan import CLEAN, planned_conditions
 from .protocol import Protocol, ProtocolError, augmentation_overrides
 from .store import STORE_NAME, ResultStore, ScoreRow, weights_sha256
@@ -536,6 +536,7 @@ def run_protocol(
                                    model_dir=str(d.model_dir),
                                    info={**d.info, "parameters": params, "base": d.base, "variant": d.variant,
                                          "threshold": configs[d.name].get("threshold", 0.5),
+                                         "band": calibration_band(d.model_dir),
                                          "test_mode": default_modes[d.name]})
                 for job in mine:
                     pre = PreprocessConfig.model_validate({**base_pre.model_dump(), "test": job.mode or base_pre.test})

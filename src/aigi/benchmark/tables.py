@@ -34,6 +34,10 @@ def leaderboard(res: Results) -> tuple[list[str], list[list[str]]]:
     """The headline table (clean condition, means over subsets), best mean AP first."""
     fpr = res.protocol.get("calibration", {}).get("fpr", 0.05)
     head = ["detector", "R.Acc", "F.Acc", "ACC", "AP", "AUROC", f"ACC@FPR{100 * fpr:g}%", "ECE"]
+    # with an abstain band in a detector's calibration.json: the share of images left to a human
+    banded = any((r := res.get(n, CLEAN)) is not None and r.mean.get("uncertain") is not None for n in res.ranked())
+    if banded:
+        head.append("uncertain")
     rows = []
     for n in res.ranked():
         r = res.get(n, CLEAN)
@@ -41,7 +45,7 @@ def leaderboard(res: Results) -> tuple[list[str], list[list[str]]]:
             continue
         m = r.mean
         rows.append([n, pct(m["r_acc"]), pct(m["f_acc"]), pct(m["acc"]), pct(m["ap"]), pct(m["auroc"]),
-                     pct(m["acc_cal"]), pct(m["ece"])])
+                     pct(m["acc_cal"]), pct(m["ece"])] + ([pct(m.get("uncertain"))] if banded else []))
     return head, rows
 
 

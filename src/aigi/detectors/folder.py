@@ -125,6 +125,20 @@ def write_calibration(directory: str | os.PathLike, calibration: Calibration) ->
     return path
 
 
+def calibration_band(directory: str | os.PathLike) -> dict[str, float] | None:
+    """The abstain band ``{"low", "high"}`` of a folder's ``calibration.json``; None when it has none.
+
+    For reports: a missing, unreadable or band-less calibration gives None rather than an error.
+    """
+    if not (Path(directory) / CALIBRATION_NAME).is_file():
+        return None
+    try:
+        band = read_calibration(directory).band
+    except ValueError:
+        return None
+    return None if band is None else {"low": band.low, "high": band.high}
+
+
 def side_files() -> dict[str, str]:
     """Optional JSON files a model card shows: key → path relative to the folder."""
     return {
