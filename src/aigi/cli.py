@@ -13,6 +13,7 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -23,7 +24,7 @@ out = Console()
 
 
 def _fail(err: Exception) -> None:
-    console.print(f"[bold red]error:[/] {err}")
+    console.print(f"[bold red]error:[/] {escape(str(err))}")
     raise typer.Exit(1)
 
 
@@ -61,7 +62,7 @@ def train(
     if result.interrupted:
         raise typer.Exit(130)
     if int(os.environ.get("RANK", "0")) == 0:  # once, also under `accelerate launch`
-        console.print(f"trained {cfg.detector} for {result.steps} steps → {result.output}")
+        console.print(f"trained {cfg.detector} for {result.steps} steps → {escape(str(result.output))}")
 
 
 _DEVICE_HELP = "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps"

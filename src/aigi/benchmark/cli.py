@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.markup import escape
 
 
 def register(app: typer.Typer) -> None:
@@ -27,8 +28,13 @@ def register(app: typer.Typer) -> None:
                                   "than float32 are stored apart"),
         calibrate: bool = typer.Option(False, "--calibrate", help="write calibration.json (threshold at the "
                                        "protocol's FPR on the calibration reals) into every model it trains"),
+        allow_outside: bool = typer.Option(False, "--allow-outside",
+                                           help="let a manifest name files outside its own folder"),
     ) -> None:
-        """Run a benchmark protocol: train what is missing, score what is not stored, write the report."""
+        """Run a benchmark protocol: train what is missing, score what is not stored, write the report.
+
+        Exit 3 when some files or folders could not be read, or some conditions not scored.
+        """
         from ..cli import console, out
         from .run import run_protocol
         from .protocol import ProtocolError, load_protocol
@@ -36,16 +42,20 @@ def register(app: typer.Typer) -> None:
         try:
             proto = load_protocol(protocol, overrides or [])
             result = run_protocol(proto, output, console=console, device=device, dtype=dtype,
-                                  write_calibration=calibrate)
+                                  write_calibration=calibrate, allow_outside=allow_outside)
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]: what was scored is stored; run the same command to resume")
             raise typer.Exit(130)
         except (ProtocolError, ValueError, FileNotFoundError, FileExistsError, KeyError, OSError) as err:
-            console.print(f"[bold red]error:[/] {err}")
+            console.print(f"[bold red]error:[/] {escape(str(err))}")
             raise typer.Exit(1)
         _print_summary(result.results, console, out)
+        for _path, reason in result.unread:
+            console.print(f"[yellow]skipped[/] {escape(reason)}")
         console.print(f"{result.scored} new score(s), {result.reused} reused, in {result.seconds:.1f} s; "
-                      f"report: {result.report}")
+                      f"report: {escape(str(result.report))}")
+        if result.unread or result.failures:
+            raise typer.Exit(3)  # = aigi.evaluate.runner.EXIT_SOME_SKIPPED
 
     @app.command()
     def report(
@@ -61,10 +71,10 @@ def register(app: typer.Typer) -> None:
             phash = _full_hash(folder, protocol_hash) if protocol_hash else None
             md, res = build_report(folder, protocol_hash=phash)
         except (ValueError, FileNotFoundError, OSError) as err:
-            console.print(f"[bold red]error:[/] {err}")
+            console.print(f"[bold red]error:[/] {escape(str(err))}")
             raise typer.Exit(1)
         _print_summary(res, console, out)
-        console.print(f"wrote {md} and {md.with_suffix('.html')}")
+        console.print(f"wrote {escape(str(md))} and {escape(str(md.with_suffix('.html')))}")
 
 
 def _full_hash(folder: Path, prefix: str) -> str:
@@ -89,4 +99,4 @@ def _print_summary(res, console, out) -> None:
         return
     out.print(leaderboard_table(res))
     for name, cond, reason in res.failures:
-        console.print(f"[yellow]not scored[/] {name} under {cond}: {reason}")
+        console.print(f"[yellow]not scored[/] {escape(str(name))} under {escape(str(cond))}: {escape(str(reason))}")

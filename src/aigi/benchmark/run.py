@@ -87,6 +87,8 @@ class BenchResult:
     scored: int = 0
     reused: int = 0
     failures: list[tuple[str, str, str]] = field(default_factory=list)
+    #: (path, message) of test or calibration files and folders that could not be read
+    unread: list[tuple[str, str]] = field(default_factory=list)
     report: Path | None = None
     seconds: float = 0.0
     detectors: dict[str, Path] = field(default_factory=dict)
@@ -133,14 +135,15 @@ def score_identity(weights_hash: str, dtype: str) -> str:
 # --------------------------------------------------------------------------- samples
 
 
-def _test_samples(protocol: Protocol) -> list:
+def _test_samples(protocol: Protocol, unread: list | None = None, allow_outside: bool = False) -> list:
     from ..data.layouts import load_samples
 
     spec = protocol.data
     if not Path(spec.test).exists():
         raise ProtocolError(f"data.test {spec.test} does not exist; point it at your test images, "
                             "e.g. `aigi bench PROTOCOL.yaml data.test=/path/to/test`")
-    samples = [s for s in load_samples(Path(spec.test), spec.layout, split=spec.split) if s.label is not None]
+    samples = [s for s in load_samples(Path(spec.test), spec.layout, split=spec.split, skipped=unread,
+                                       allow_outside=allow_outside) if s.label is not None]
     if not samples:
         raise ProtocolError(f"no labelled test images in {spec.test}")
     if spec.subsets is not None:
@@ -167,13 +170,15 @@ def _members(store: ResultStore, samples: list) -> list[Member]:
     return [Member(str(s.path), h, s.label, s.subset) for s, h in zip(samples, hashes)]
 
 
-def _split_calibration(protocol: Protocol, store: ResultStore, test: list[Member]) -> tuple[list[Member], list[Member]]:
+def _split_calibration(protocol: Protocol, store: ResultStore, test: list[Member], unread: list | None = None,
+                       allow_outside: bool = False) -> tuple[list[Member], list[Member]]:
     """(test members, calibration members) per the protocol's calibration section."""
     cal = protocol.calibration
     if cal.data is not None:
         from ..data.layouts import load_samples
 
-        reals = [s for s in load_samples(Path(cal.data), cal.layout) if s.label == 0]
+        reals = [s for s in load_samples(Path(cal.data), cal.layout, skipped=unread, allow_outside=allow_outside)
+                 if s.label == 0]
         if not reals:
             raise ProtocolError(f"calibration.data {cal.data} holds no real (label 0) images")
         members = _members(store, reals)
@@ -446,6 +451,7 @@ def run_protocol(
     device: str | None = None,
     dtype: str = "float32",
     write_calibration: bool = False,
+    allow_outside: bool = False,
 ) -> BenchResult:
     """Run ``protocol``, storing results under ``output`` (default ``runs/bench/<name>``).
 
@@ -456,7 +462,9 @@ def run_protocol(
     :class:`~aigi.inference.Predictor`'s; scores in another dtype than float32 are stored
     under their own model key (:func:`score_identity`). ``write_calibration`` writes
     ``calibration.json`` (threshold at the protocol's FPR on the calibration reals) into
-    the folder of every detector this run trained.
+    the folder of every detector this run trained. Test and calibration files or folders
+    that cannot be read are listed in ``BenchResult.unread``; ``allow_outside`` lets a
+    manifest name files outside its folder.
     """
     import yaml
 
@@ -483,8 +491,8 @@ def run_protocol(
     status = "failed"
     try:
         _say(console, f"protocol [bold]{protocol.name}[/] sha256 {phash[:12]}… → {output}")
-        test = _members(store, _test_samples(protocol))
-        test, calibration = _split_calibration(protocol, store, test)
+        test = _members(store, _test_samples(protocol, result.unread, allow_outside))
+        test, calibration = _split_calibration(protocol, store, test, result.unread, allow_outside)
         store.put_samples(phash, "test", [(m.path, m.image_hash, m.label, m.subset) for m in test])
         store.put_samples(phash, "calibration", [(m.path, m.image_hash, m.label, m.subset) for m in calibration])
         _say(console, f"{len(test)} test images in {len({m.subset for m in test})} subsets, "

@@ -32,6 +32,7 @@ def register(app: typer.Typer) -> None:
         Generators: gan, stylegan, ldm, vq, diffusion, inpaint (see docs/synthetic.md).
         """
         from rich.console import Console
+        from rich.markup import escape
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
         from rich.table import Table
 
@@ -50,13 +51,13 @@ def register(app: typer.Typer) -> None:
                 root = generate_benchmark(out_dir, per_class=per_class, size=size, generators=names, seed=seed,
                                           workers=workers, progress=tick, overwrite=overwrite)
             except (ValueError, OSError) as exc:
-                err.print(f"[bold red]error:[/] {exc}")
+                err.print(f"[bold red]error:[/] {escape(str(exc))}")
                 raise typer.Exit(1) from None
-        table = Table("subset", "real", "fake", "generator", title=f"{root} ({size}x{size}, seed {seed})")
+        table = Table("subset", "real", "fake", "generator", title=f"{escape(str(root))} ({size}x{size}, seed {seed})")
         for name, summary in describe_generators().items():
             if names is not None and name not in names:
                 continue
             counts = [sum(1 for _ in (root / name / lab).iterdir()) for lab in LABELS]
             table.add_row(name, str(counts[0]), str(counts[1]), summary)
         out.print(table)
-        err.print(f"wrote {root}; evaluate with: aigi eval --model MODEL_DIR {root}")
+        err.print(f"wrote {escape(str(root))}; evaluate with: aigi eval --model MODEL_DIR {escape(str(root))}")
