@@ -296,7 +296,7 @@ def train(cfg: TrainConfig, output: str | Path | None = None, *, resume: bool = 
             if path not in result.skipped_files:
                 result.skipped_files[path] = msg
                 acc.print(f"skipped unreadable validation image: {msg}")
-        rec = {"step": step, "epoch": round(step / steps_per_epoch, 3), **metrics}
+        rec = {"step": step, "epoch": (step - 1) // steps_per_epoch, **metrics}  # the epoch of the last step
         result.validation.append(rec)
         record(rec)
         fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
