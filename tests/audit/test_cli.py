@@ -15,7 +15,7 @@ def test_cli_audit_report_and_neutralize(tmp_path):
     (root / "0_real" / "[red]odd.png").write_bytes(b"")  # a broken file with markup in its name
     res = CliRunner().invoke(app, ["audit", str(tmp_path / "data"), "--output", str(tmp_path / "rep"),
                                    "--bootstrap", "20", "--neutralize", str(tmp_path / "clean"), "--size", "32"])
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 3, res.output  # the broken file was skipped: exit 3 says so
     assert "│ shortcut" in res.output and "[red]odd.png" in res.output and "skipped" in res.output
     md = (tmp_path / "rep" / "audit.md").read_text()
     assert "| format | **shortcut**" in md and "format = JPEG: 100% of reals, 0% of fakes" in md

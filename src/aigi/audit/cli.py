@@ -31,8 +31,13 @@ def register(app: typer.Typer) -> None:
         fmt: str = typer.Option("jpeg", "--format", help="--neutralize: jpeg, png or webp"),
         quality: int = typer.Option(95, "--quality", help="--neutralize: JPEG/WebP quality"),
         size: int = typer.Option(256, "--size", help="--neutralize: side of the square output in pixels"),
+        allow_outside: bool = typer.Option(False, "--allow-outside",
+                                           help="let a manifest name files outside its own folder"),
     ) -> None:
-        """Audit a dataset for shortcuts (format, quality, size, EXIF, ...) that tell real from fake."""
+        """Audit a dataset for shortcuts (format, quality, size, EXIF, ...) that tell real from fake.
+
+        Exit 3 when some files or folders could not be read (each is listed with its reason).
+        """
         from rich.markup import escape
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -46,7 +51,8 @@ def register(app: typer.Typer) -> None:
             with bar:
                 task = bar.add_task("reading files", total=None)
                 result = run_audit(data, layout=layout, split=split, pixels=pixels, bootstrap=bootstrap, seed=seed,
-                                   progress=lambda d, n: bar.update(task, completed=d, total=n))
+                                   progress=lambda d, n: bar.update(task, completed=d, total=n),
+                                   allow_outside=allow_outside)
         except (LayoutError, ValueError, FileNotFoundError, OSError) as err:
             console.print(f"[bold red]error:[/] {escape(str(err))}")
             raise typer.Exit(1)
@@ -72,6 +78,8 @@ def register(app: typer.Typer) -> None:
                 raise typer.Exit(1)
             console.print(f"wrote {res.written} neutralized file(s) and {escape(str(res.manifest))}; "
                           f"run `aigi audit {escape(str(neutralize))}` to see what is left")
+        if result.errors:
+            raise typer.Exit(3)  # = aigi.evaluate.runner.EXIT_SOME_SKIPPED: something was skipped
 
 
 def _table(result):

@@ -99,9 +99,10 @@ def _counts(labels: list[int | None], subsets: list[str], subset: str) -> tuple[
 
 
 def _as_samples(samples: str | os.PathLike[str] | Iterable[Sample | str | os.PathLike[str]], layout: str,
-                split: str | None) -> tuple[str, list[Sample]]:
+                split: str | None, unread: list | None = None,
+                allow_outside: bool = False) -> tuple[str, list[Sample]]:
     if isinstance(samples, (str, os.PathLike)):
-        return str(samples), load_samples(samples, layout, split=split)
+        return str(samples), load_samples(samples, layout, split=split, skipped=unread, allow_outside=allow_outside)
     out = []
     for s in samples:
         if isinstance(s, Sample):
@@ -124,8 +125,12 @@ def audit(
     seed: int = 0,
     thresholds: Thresholds | None = None,
     progress: Callable[[int, int], None] | None = None,
+    allow_outside: bool = False,
 ) -> AuditResult:
     """Audit a dataset for shortcuts: which file attributes tell real from fake, per subset.
+
+    Folders that cannot be listed, broken links and link loops are in ``errors`` too;
+    ``allow_outside`` lets a manifest name files outside its folder.
 
     ``samples``: a folder or manifest in any layout ``aigi eval`` reads (``layout``,
     ``split``), or :class:`~aigi.data.layouts.Sample` objects (paths alone are audited
@@ -138,10 +143,12 @@ def audit(
     if bootstrap < 0 or folds < 2:
         raise ValueError(f"bootstrap must be >= 0 and folds >= 2, got {bootstrap} and {folds}")
     t0 = time.perf_counter()
-    source, items = _as_samples(samples, layout, split)
+    unread: list[tuple[str, str]] = []
+    source, items = _as_samples(samples, layout, split, unread, allow_outside)
     names = [a for a, spec in ATTRIBUTES.items() if pixels or spec.group == "header"]
     res = AuditResult(source=source, pixels=pixels, attributes=names, thresholds=thresholds or Thresholds(),
                       columns={a: [] for a in names})
+    res.errors.extend(unread)
     for i, s in enumerate(items, 1):
         try:
             attrs = read_attributes(s.path, pixels=pixels)
