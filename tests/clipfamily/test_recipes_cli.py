@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from aigi.cli import app
-from aigi.detectors import detector_class
+from aigi.detectors import detector_class, load_detector
 from aigi.train.config import load_recipe
 
 REPO = Path(__file__).resolve().parents[2]
@@ -74,7 +74,9 @@ def test_tiny_recipes_train_and_eval_end_to_end(image_tree, tmp_path):
 
     info = _train_and_eval("nsnet", manifest, tmp_path / "ns", image_tree, "data.layout=manifest")
     assert info["steps"] == 2 and {"bce", "supcon", "removed_dims"} <= set(info["final"])
-    assert info["final"]["removed_dims"] == pytest.approx(2.0)  # k = 2 caption directions are gone
+    ns = load_detector(tmp_path / "ns")  # the paper's form: the null space fitted once on every training caption
+    assert ns.nullspace.fitted_once
+    assert info["final"]["removed_dims"] == pytest.approx(ns.embed_dim - int(ns.nullspace.null_dims))
 
     _train_and_eval("dgsnet_stage1", image_tree, tmp_path / "s1", image_tree)
     assert json.loads((tmp_path / "s1" / "config.json").read_text())["stage"] == 1
