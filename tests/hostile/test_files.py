@@ -233,3 +233,21 @@ def test_walk_files_on_a_file_or_missing_folder_reports(tmp_path):
     sk: list[tuple[str, str]] = []
     assert walk_files(tmp_path / "f.png", sk) == [] and "not a folder" in sk[0][1]
     assert walk_files(tmp_path / "nope", sk) == [] and "No such file" in sk[1][1]
+
+
+def test_png_whose_data_cannot_fill_its_size_is_truncated_not_black():
+    from .test_server import png_of_size
+
+    with pytest.raises(ImageDecodeError) as err:
+        decode_image(png_of_size(2000, 2000, rows=1), name="short.png")
+    assert err.value.reason == "truncated" and "short.png" in str(err.value)
+    # the most compressible whole image (all black, zlib level 9) still decodes
+    import struct
+    import zlib
+
+    raw = (b"\x00" * (1 + 3 * 2000)) * 2000
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 2000, 2000, 8, 2, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+    assert decode_image(png).size == (2000, 2000)

@@ -213,6 +213,50 @@ def _jpeg_checked(data: bytes, label: str) -> bytes:
     return data
 
 
+#: deflate never compresses better than about 1032:1 (a 258-byte match in two bits)
+_DEFLATE_MAX_RATIO: Final[int] = 1100
+_PNG_CHANNELS: Final[dict[int, int]] = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+
+
+def _png_too_short(fp) -> str | None:
+    """Why a PNG's compressed data cannot hold its pixels, or None (reads chunk headers only).
+
+    Pillow stops quietly when a complete zlib stream ends before the last row and leaves
+    the rest black. Its pixel data must at least inflate to ``width x height x bits / 8``;
+    deflate cannot beat ~1032:1, so IDAT chunks totalling less than that over 1100 are
+    short for certain. (A stream short by a few rows is not caught.)
+    """
+    start = fp.tell()
+    try:
+        fp.seek(8)
+        idat = 0
+        expected = None
+        while True:
+            header = fp.read(8)
+            if len(header) < 8:
+                break
+            length, kind = struct.unpack(">I4s", header)
+            if kind == b"IHDR":
+                ihdr = fp.read(13)
+                if len(ihdr) < 13:
+                    return None
+                width, height, depth, color = struct.unpack(">IIBB", ihdr[:10])
+                expected = width * height * depth * _PNG_CHANNELS.get(color, 1) // 8
+                fp.seek(length - 13 + 4, 1)
+                continue
+            if kind == b"IDAT":
+                idat += length
+            elif kind == b"IEND":
+                break
+            fp.seek(length + 4, 1)
+        if expected is not None and idat * _DEFLATE_MAX_RATIO < expected:
+            return (f"its pixel data is {idat} compressed bytes, which cannot inflate to the {expected} bytes "
+                    "its header declares")
+        return None
+    finally:
+        fp.seek(start)
+
+
 def _guard_truncated_loading() -> None:
     """Turn Pillow's ``LOAD_TRUNCATED_IMAGES`` back off if some other code turned it on."""
     if ImageFile.LOAD_TRUNCATED_IMAGES:
@@ -392,6 +436,8 @@ def _decode_stream(
             width, height = img.size
             if max_pixels is not None and width * height > max_pixels:
                 raise _too_large(label, width, height, max_pixels)
+            if img.format == "PNG" and (short := _png_too_short(fp)) is not None:
+                raise ImageDecodeError(label, "truncated", short)
             if draft_size is not None and min(width, height) >= 2 * draft_size:
                 # JPEG/MPO only (a no-op elsewhere); the mode is kept, only the scale changes
                 img.draft(img.mode, (draft_size, draft_size))
