@@ -78,3 +78,12 @@ def test_detector_overrides_merge_mappings_and_check_keys():
         create_detector("npr", backbone="tiny")
     clip = create_detector("univfd", backbone="tiny")  # the string shorthand for backbone.source
     assert clip.config.backbone.source == "tiny"
+
+
+def test_the_shared_layout_type_names_every_layout():
+    from typing import get_args
+
+    from aigi.data.layouts import LAYOUTS
+    from aigi.overrides import Layout
+
+    assert set(get_args(Layout)) == {"auto", *LAYOUTS}

@@ -268,6 +268,9 @@ def train(cfg: TrainConfig, output: str | Path | None = None, *, resume: bool = 
             raise TrainCheckpointError(f"checkpoint {ckpt} does not fit this detector: {err}") from None
         step, epoch, batch_in_epoch = st["step"], st["epoch"], st["batch_in_epoch"]
         result.resumed_from = ckpt
+        if st.get("processes", acc.num_processes) != acc.num_processes:
+            acc.print(f"warning: {ckpt} was written by {st['processes']} processes, resumed with "
+                      f"{acc.num_processes}: the data order is the same, the per-process RNG is not")
         if acc.is_main_process:
             if resume_from is not None and ckpt.parent == run / CHECKPOINTS:
                 for moved in set_aside_newer(run, ckpt):
