@@ -263,3 +263,19 @@ def test_offline_is_a_clear_error(cache, monkeypatch):
     _release(monkeypatch, urls=("http://127.0.0.1:9/NPR.pth",))  # discard port: refused
     with pytest.raises(zoo.ZooError, match="cannot reach .*aigi pull NAME --file PATH"):
         zoo.pull("npr-test")
+
+
+def test_detect_accepts_zoo_names(server, cache, monkeypatch, npr_checkpoint, tmp_path):
+    from PIL import Image
+
+    from aigi.cli import app
+
+    server.files["/NPR.pth"] = npr_checkpoint[1]
+    _release(monkeypatch, urls=(server.url("/NPR.pth"),))
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (40, 40), (120, 30, 200)).save(photos / "a.png")
+    out = tmp_path / "scores.csv"
+    result = CliRunner().invoke(app, ["detect", "--model", "zoo:npr-test", str(photos), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "a.png" in out.read_text() and (cache / "models" / "npr-test" / "config.json").is_file()
