@@ -46,6 +46,10 @@ def _garbage(f: Path) -> None:
     f.write_bytes(b"\x00\x13garbage" * 50)
 
 
+def _empty(f: Path) -> None:
+    f.write_bytes(b"")
+
+
 def _pickle(f: Path) -> None:
     f.write_bytes(pickle.dumps(Namespace(a=1)))
 
@@ -61,6 +65,8 @@ DAMAGES = [
     ("trainer_state.json", _garbage, "cannot be read"),
     ("trainer_state.json", lambda f: f.write_text("[1, 2]"), "holds a JSON list"),
     ("model.safetensors", lambda f: f.unlink(), "is missing"),
+    ("scheduler.bin", _empty, "cannot be read (EOFError"),  # click turned this EOFError into a bare "Aborted!"
+    ("model.safetensors", _empty, "cannot be read"),
 ]
 
 
@@ -128,7 +134,7 @@ def test_no_intact_checkpoint_left_says_so(image_tree, tmp_path):
 def test_cli_reports_a_damaged_checkpoint_without_a_traceback(image_tree, interrupted, tmp_path):
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(recipe(image_tree)))
-    _pickle(interrupted / "checkpoints" / "step-00000003" / "scheduler.bin")
+    _empty(interrupted / "checkpoints" / "step-00000003" / "scheduler.bin")
     res = CliRunner().invoke(app, ["train", str(path), "-o", str(interrupted), "--resume"])
     assert res.exit_code == 1, res.output
     out = " ".join(res.output.split())
