@@ -62,3 +62,49 @@ def test_eval_accepts_a_preset_by_name(tmp_path):
     bad = runner.invoke(app, ["eval", str(tmp_path / "data"), "--model", str(tmp_path / "m"),
                               "--preprocess", "nope", "-o", str(tmp_path / "out2")])
     assert bad.exit_code == 1 and "known presets" in bad.output
+
+
+def test_effort_imports_carry_their_codebases_preset(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "effort"))
+    from test_effort_convert import deepfakebench_file, univfd_file
+
+    from aigi.convert.effort import convert_effort_official
+
+    dfb = convert_effort_official(deepfakebench_file(tmp_path)[0], tmp_path / "dfb", backbone="tiny")
+    got = aigi.load_detector(dfb).config.preprocess  # the 'tiny' tower's side (32) replaces 224
+    assert got.model_copy(update={"size": 224}) == PRESETS["deepfakebench-resize224"].config
+    record = json.loads((dfb / "conversion.json").read_text())
+    assert record["layout"] == "deepfakebench" and record["preset"] == "deepfakebench-resize224"
+    uni = convert_effort_official(univfd_file(tmp_path)[0], tmp_path / "uni", backbone="tiny")
+    assert json.loads((uni / "conversion.json").read_text())["preset"] == "effort-translate-duplicate"
+    chosen = convert_effort_official(univfd_file(tmp_path)[0], tmp_path / "ch", backbone="tiny", preset="native")
+    assert aigi.load_detector(chosen).config.preprocess.test == "none"
+
+
+def test_baseline_imports_carry_their_codebases_preset(tmp_path):
+    import torch
+
+    from aigi.convert.baselines import convert_cnnspot, convert_npr
+
+    for method, convert, name in (("npr", convert_npr, "forensynths-resize256"),
+                                  ("cnnspot", convert_cnnspot, "cnnspot-center-crop224")):
+        state = aigi.create_detector(method, **detector_class(method).tiny_overrides).net.state_dict()
+        ckpt = tmp_path / f"{method}.pth"
+        torch.save({"model": state}, ckpt)
+        out = convert(ckpt, tmp_path / method)
+        assert aigi.load_detector(out).config.preprocess == PRESETS[name].config
+        assert json.loads((out / "conversion.json").read_text())["preset"] == name
+        again = convert(ckpt, tmp_path / f"{method}-native", preset="native")
+        assert aigi.load_detector(again).config.preprocess.test == "none"
+
+
+def test_cnnspot_head_bias_keeps_pytorchs_default_init():
+    import torch
+
+    torch.manual_seed(0)
+    biases = [float(aigi.create_detector("cnnspot").net.fc.bias) for _ in range(3)]
+    # nn.Linear(2048, 1): bias ~ U(-1/sqrt(2048), 1/sqrt(2048)); the official trainer re-draws only the weight
+    assert all(b != 0.0 and abs(b) <= 2048 ** -0.5 for b in biases)
