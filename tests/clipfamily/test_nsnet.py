@@ -131,6 +131,8 @@ def test_null_space_of_all_captions_annihilates_every_one():
     gram = caption_gram(feats[:2])
     gram = caption_gram(feats[2:], gram)  # accumulated in chunks
     torch.testing.assert_close(gram, caption_gram(feats))
+    # a caption that occurs twice is encoded once and weighted 2
+    torch.testing.assert_close(caption_gram(feats[:2], weights=torch.tensor([2.0, 1.0])), caption_gram(feats[[0, 0, 1]]))
     p, dims = null_space_projector(gram, 0.0)
     assert dims == 12 - 5
     torch.testing.assert_close(p, p.T, atol=0, rtol=0)

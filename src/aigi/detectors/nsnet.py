@@ -16,8 +16,8 @@ Where P comes from (``projection``):
 * ``"fitted"`` (default, the paper's form): ``P`` projects onto the null space of *all* training
   caption features, fitted once before training and stored in the checkpoint as the buffer
   ``nullspace.projector``. ``aigi train`` calls :meth:`NSNet.prepare_training` with the training
-  samples (only their captions are read: no image is decoded); :meth:`NSNet.fit_null_space` does
-  the same from a caption list. "Near-zero singular directions" becomes a number through
+  samples (only their captions are read: no image is decoded; each distinct caption is encoded
+  once, on the GPU when there is one); :meth:`NSNet.fit_null_space` does the same from a list. "Near-zero singular directions" becomes a number through
   ``null_energy`` (our choice, default 1e-3): the kept directions hold at most that share of the
   captions' energy (see :mod:`aigi.layers.nullspace`). A model trained without either call fits
   on its first batch's captions and says so in the log.
@@ -49,6 +49,7 @@ The two variants below are project choices (the paper leaves these open):
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar, Literal
 
@@ -114,34 +115,43 @@ class NSNet(ClipFamilyDetector):
         return self.fc(self.nullspace(self.image_features(pixels))).squeeze(-1)
 
     @torch.no_grad()
-    def fit_null_space(self, captions: Iterable[str | None], batch_size: int = 256) -> int:
+    def fit_null_space(self, captions: Iterable[str | None], batch_size: int = 256,
+                       device: str | torch.device | None = None) -> int:
         """The paper's form: ``P`` onto the null space of every caption in ``captions``; returns its dimension.
 
-        Captions are encoded in batches and only their Gram matrix is kept (D × D), so any number
-        fits in memory. ``None`` or empty entries get ``caption_fallback``, as in training.
+        Each distinct caption is encoded once (on ``device`` if given, e.g. a GPU before training
+        has moved the model there) and weighted by how often it occurs; only the Gram matrix
+        (D × D) is kept, so any number fits in memory. ``None`` or empty entries get
+        ``caption_fallback``, as in training.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         fallback = self.config.caption_fallback
-        gram, chunk, seen = None, [], 0
-        for c in captions:
-            chunk.append(c if isinstance(c, str) and c.strip() else fallback)
-            if len(chunk) == batch_size:
-                gram, seen = caption_gram(self.text_encoder.encode(chunk), gram), seen + len(chunk)
-                chunk = []
-        if chunk:
-            gram, seen = caption_gram(self.text_encoder.encode(chunk), gram), seen + len(chunk)
-        if gram is None:
+        counts = Counter(c if isinstance(c, str) and c.strip() else fallback for c in captions)
+        if not counts:
             raise ValueError("fit_null_space needs at least one caption")
+        texts = sorted(counts)  # a fixed order: the same Gram matrix (to the last bit) on every process
+        home = next(self.text_encoder.parameters()).device
+        if device is not None:
+            self.text_encoder.to(device)
+        try:
+            gram = None
+            for i in range(0, len(texts), batch_size):
+                chunk = texts[i : i + batch_size]
+                w = torch.tensor([counts[t] for t in chunk], dtype=torch.float64)
+                gram = caption_gram(self.text_encoder.encode(chunk).cpu(), gram, w)
+        finally:
+            self.text_encoder.to(home)
         self.nullspace.fit_null_space(gram, self.config.null_energy)
-        log.info("nsnet: null space fitted on %d training captions: %d of %d dimensions kept",
-                 seen, int(self.nullspace.null_dims), self.embed_dim)
+        log.info("nsnet: null space fitted on %d training captions (%d distinct): %d of %d dimensions kept",
+                 sum(counts.values()), len(texts), int(self.nullspace.null_dims), self.embed_dim)
         return int(self.nullspace.null_dims)
 
     def prepare_training(self, samples: Sequence[Any]) -> None:
         """Called by the trainer before the first step: fit the null space on the training captions (fitted mode)."""
         if self.config.projection == "fitted" and not self.nullspace.fitted_once:
-            self.fit_null_space(getattr(s, "caption", None) for s in samples)
+            device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else None
+            self.fit_null_space((getattr(s, "caption", None) for s in samples), device=device)
 
     @torch.no_grad()
     def fit_semantic_subspace(self, captions: list[str], batch_size: int = 256) -> torch.Tensor:

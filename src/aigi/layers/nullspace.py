@@ -69,12 +69,21 @@ def semantic_basis(text_feats: torch.Tensor, k: int | None, *, normalize: bool =
         return vh[:keep].T.contiguous()
 
 
-def caption_gram(text_feats: torch.Tensor, gram: torch.Tensor | None = None) -> torch.Tensor:
-    """``gram + Σ_i v̂_i v̂_iᵀ`` (D × D, float64) for the L2-normalised rows ``v̂_i`` of ``text_feats`` (n × D)."""
+def caption_gram(text_feats: torch.Tensor, gram: torch.Tensor | None = None,
+                 weights: torch.Tensor | None = None) -> torch.Tensor:
+    """``gram + Σ_i w_i v̂_i v̂_iᵀ`` (D × D, float64) for the L2-normalised rows ``v̂_i`` of ``text_feats`` (n × D).
+
+    ``weights`` (n,), default 1: how many times each row occurs (a repeated caption is encoded once).
+    """
     if text_feats.ndim != 2:
         raise ValueError(f"text features must be (n, D), got shape {tuple(text_feats.shape)}")
     v = F.normalize(text_feats.detach().to(torch.float64), dim=1)
-    g = v.T @ v
+    if weights is not None:
+        if weights.shape != (v.shape[0],):
+            raise ValueError(f"weights must have shape ({v.shape[0]},), got {tuple(weights.shape)}")
+        g = (v * weights.to(v)[:, None]).T @ v
+    else:
+        g = v.T @ v
     if gram is None:
         return g
     if gram.shape != g.shape:
