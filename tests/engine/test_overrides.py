@@ -87,3 +87,10 @@ def test_the_shared_layout_type_names_every_layout():
     from aigi.overrides import Layout
 
     assert set(get_args(Layout)) == {"auto", *LAYOUTS}
+
+
+def test_a_recipe_that_is_not_yaml_names_the_file(tmp_path):
+    p = tmp_path / "r.yaml"
+    p.write_text("detector: [npr\n")
+    with pytest.raises(ValueError, match=r"recipe .*r\.yaml is not valid YAML"):
+        load_recipe(p)

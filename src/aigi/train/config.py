@@ -94,7 +94,10 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> TrainCo
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"recipe {path} not found")
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"recipe {path} is not valid YAML: {str(err).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise ValueError(f"recipe {path} must be a YAML mapping, got {type(data).__name__}")
     base = path.resolve().parent
