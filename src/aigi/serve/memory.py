@@ -11,7 +11,9 @@ A request reserves, against one budget shared by all requests:
 When a reservation does not fit, :class:`~aigi.serve.batching.Overloaded` is raised and
 the API answers 503 with ``Retry-After``; a request that fails or finishes gives back
 everything it held. :func:`return_freed_memory` makes glibc hand large freed blocks back to
-the operating system at once, so the process shrinks after a burst.
+the operating system at once, and when the budget drains to zero (at most once a second)
+:func:`trim` returns the free pages the worker threads' heaps still hold, so the process
+shrinks after a burst.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import ctypes
 import ctypes.util
 import sys
 import threading
+import time
 
 from ..data.io import DECODE_BYTES_PER_PIXEL, image_size
 from .batching import Overloaded
@@ -50,6 +53,7 @@ class MemoryBudget:
         self.peak = 0
         self.rejected = 0
         self._lock = threading.Lock()
+        self._last_trim = 0.0
 
     def _take(self, n: int, what: str) -> None:
         with self._lock:
@@ -66,6 +70,11 @@ class MemoryBudget:
     def _give(self, n: int) -> None:
         with self._lock:
             self.used -= n
+            idle = self.used == 0
+        now = time.monotonic()
+        if idle and now - self._last_trim > 1.0:  # the server went idle: hand the heaps' free pages back
+            self._last_trim = now
+            trim()
 
     def reservation(self) -> "Reservation":
         """A new, empty account; use it as a context manager so it is always given back."""
