@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -196,7 +197,7 @@ def test_two_processes_train_the_same_model(image_tree, tmp_path):
     recipe = {
         "detector": "univfd",
         "overrides": {"backbone": "tiny"},
-        "data": {"train": str(image_tree)},
+        "data": {"train": str(image_tree), "val": str(image_tree)},
         "optimizer": {"name": "adam", "lr": 1e-2},
         "batch_size": 8,
         "max_steps": 3,
@@ -218,6 +219,10 @@ def test_two_processes_train_the_same_model(image_tree, tmp_path):
     a, b = weights(tmp_path / "one"), weights(tmp_path / "two")
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+    # validation at the end: each process scored half of the 32 images, the metrics saw all of them
+    for run in ("one", "two"):
+        val = json.loads((tmp_path / run / "training.json").read_text())["validation"]
+        assert val["step"] == 3 and val["val_images"] == 32, run
     # the checkpoint at step 2 was written by both processes (one RNG file each) and resumes under 2 processes
     ckpt = tmp_path / "two" / "checkpoints" / "step-00000002"
     assert (ckpt / "random_states_0.pkl").is_file() and (ckpt / "random_states_1.pkl").is_file()
