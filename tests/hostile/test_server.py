@@ -271,3 +271,22 @@ def test_connections_beyond_the_limit_get_503(tiny_model):
             h.close()
         time.sleep(0.2)
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+
+
+def test_a_body_refused_before_reading_gets_its_503_over_tcp(tiny_model):
+    """Over real TCP: a 32 MiB upload refused before its body is read gets its 503 and
+    Retry-After (uvicorn discards the unread body), again and again on the same server."""
+    settings = _settings(max_upload_bytes=40 * MiB, memory_budget_bytes=256 * MiB)
+    app = create_app(tiny_model, settings)
+    state = app.state.aigi
+    with served(app, settings) as port:
+        held = state.memory.reservation()
+        held.grow(state.memory.limit - MiB)
+        try:
+            big = b"\xff\xd8\xff" + b"\0" * (32 * MiB)
+            for _ in range(3):
+                res = httpx.post(f"http://127.0.0.1:{port}/v1/detect", files={"files": ("big.jpg", big, "image/jpeg")})
+                assert res.status_code == 503 and res.headers["retry-after"] == "1"
+        finally:
+            held.close()
+    assert state.memory.used == 0
