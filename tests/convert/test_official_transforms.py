@@ -7,8 +7,9 @@ The official transforms are rewritten here from the released code with Pillow an
 opened the official way, ``Image.open(path).convert("RGB")``. Ours go through aigi's decoder
 and the detector's own test transform. Uses ``../shared/data`` when present, else skips.
 
-Not covered: ``deepfakebench-resize224`` (the official demo resizes with cv2 INTER_LINEAR,
-which this environment does not have; see docs/preprocessing.md).
+``deepfakebench-resize224`` (the official demo resizes with cv2 INTER_LINEAR): compared with
+OpenCV itself when ``cv2`` is importable (it is not a dependency), and always against values
+that opencv-python-headless 5.1.0.95 returned for two small arrays.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ import torch
 from PIL import Image
 
 from aigi.data.io import decode_image
-from aigi.data.transforms import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, build_transform, preset
+from aigi.data.transforms import (CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, build_transform,
+                                  cv2_linear_resize, preset)
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 
@@ -45,7 +47,7 @@ def _files() -> list[Path]:
 
 
 FILES = _files()
-pytestmark = pytest.mark.skipif(not FILES, reason="../shared/data is not available")
+needs_data = pytest.mark.skipif(not FILES, reason="../shared/data is not available")
 
 
 @functools.lru_cache(maxsize=None)
@@ -129,6 +131,7 @@ OFFICIAL = {
 }
 
 
+@needs_data
 @pytest.mark.parametrize("name", sorted(OFFICIAL))
 def test_preset_equals_the_official_transform(name):
     ours = build_transform(preset(name), train=False)
@@ -139,6 +142,7 @@ def test_preset_equals_the_official_transform(name):
         assert float((got - official).abs().max()) <= 1e-6, path
 
 
+@needs_data
 def test_dgsnet_patch_selection_equals_the_official_one():
     pre = preset("dgsnet-patch-selection")
     unshuffled = build_transform(pre.model_copy(update={"patch_test_shuffle": False}), train=False)
@@ -154,3 +158,28 @@ def test_dgsnet_patch_selection_equals_the_official_one():
             return sorted(t[:, r:r + 32, c:c + 32].numpy().tobytes() for r in range(0, 224, 32) for c in range(0, 224, 32))
 
         assert cells(a) == cells(official)
+
+
+def test_cv2_linear_matches_values_opencv_returned():
+    rng = np.random.default_rng(12)
+    a = rng.integers(0, 256, (7, 9, 3), dtype=np.uint8)
+    b = rng.integers(0, 256, (3, 4, 3), dtype=np.uint8)
+    # cv2.resize(a, (4, 5), interpolation=cv2.INTER_LINEAR)[..., 0] and (b, (5, 7))[..., 1], OpenCV 5.1.0
+    down = [[127, 128, 212, 120], [110, 63, 137, 144], [134, 11, 200, 150], [81, 131, 65, 120], [140, 133, 25, 194]]
+    up = [[141, 116, 60, 34, 77], [132, 114, 66, 40, 73], [107, 110, 83, 57, 63], [81, 106, 101, 74, 52],
+          [144, 142, 142, 114, 43], [208, 178, 184, 153, 35], [229, 190, 198, 166, 32]]
+    assert cv2_linear_resize(a, 4, 5)[..., 0].tolist() == down
+    assert cv2_linear_resize(b, 5, 7)[..., 1].tolist() == up
+    with pytest.raises(ValueError, match="uint8"):
+        cv2_linear_resize(a.astype(np.float32), 4, 5)
+
+
+@needs_data
+def test_deepfakebench_preset_equals_the_official_demo_transform():
+    cv2 = pytest.importorskip("cv2")
+    ours = build_transform(preset("deepfakebench-resize224"), train=False)
+    for path in FILES:
+        rgb = np.array(official_open(path))  # demo.py: cv2.imread + BGR2RGB = the same RGB pixels
+        official = normalize(to_tensor(Image.fromarray(cv2.resize(rgb, (224, 224), interpolation=cv2.INTER_LINEAR))),
+                             CLIP_MEAN, CLIP_STD)
+        assert float((ours(ours_open(path)) - official).abs().max()) <= 1e-6, path
