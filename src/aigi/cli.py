@@ -139,9 +139,19 @@ def eval_cmd(
         console.print("[yellow]skipped[/] ", Text(s["reason"]))
     console.print("wrote ", Text(name_to_text(output / "metrics.json")))
     if report["skipped"]:
-        from .evaluate.runner import EXIT_SOME_SKIPPED
+        _exit_some_skipped(len(report["skipped"]))
 
-        raise typer.Exit(EXIT_SOME_SKIPPED)
+
+def _exit_some_skipped(n: int) -> None:
+    """Exit 3 (some files were skipped), except under `accelerate launch`, whose launcher reports
+    any non-zero exit of a process as a crash: there the count is said and the exit is 0."""
+    from .evaluate.runner import EXIT_SOME_SKIPPED
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        console.print(f"{n} file(s) skipped (listed above); exit code 0 under accelerate launch, "
+                      f"{EXIT_SOME_SKIPPED} in one process")
+        return
+    raise typer.Exit(EXIT_SOME_SKIPPED)
 
 
 def metrics_table(report: dict) -> Table:
@@ -185,7 +195,6 @@ def detect(
     one merged output.
     """
     from .data.names import name_to_text
-    from .evaluate.runner import EXIT_SOME_SKIPPED
     from .evaluate.runner import detect as run_detect
 
     try:
@@ -212,7 +221,7 @@ def detect(
     console.print(f"scored {len(rows)} image(s), skipped {len(errors)}",
                   *((" → ", Text(str(output))) if output else ()))
     if errors:
-        raise typer.Exit(EXIT_SOME_SKIPPED)
+        _exit_some_skipped(len(errors))
 
 
 @app.command()
