@@ -108,3 +108,35 @@ def test_cnnspot_head_bias_keeps_pytorchs_default_init():
     biases = [float(aigi.create_detector("cnnspot").net.fc.bias) for _ in range(3)]
     # nn.Linear(2048, 1): bias ~ U(-1/sqrt(2048), 1/sqrt(2048)); the official trainer re-draws only the weight
     assert all(b != 0.0 and abs(b) <= 2048 ** -0.5 for b in biases)
+
+
+def test_a_protocol_can_override_preprocessing_with_a_preset(tmp_path):
+    import torch
+
+    from aigi.benchmark.protocol import protocol_from_dict
+    from aigi.benchmark.run import run_protocol
+    from aigi.benchmark.store import ResultStore, weights_sha256
+
+    rng = np.random.default_rng(0)
+    for label in ("0_real", "1_fake"):
+        folder = tmp_path / "test" / "g" / label
+        folder.mkdir(parents=True)
+        for i, size in enumerate((36, 40, 44)):
+            Image.fromarray(rng.integers(0, 256, (size, size + 2, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    torch.manual_seed(0)
+    aigi.create_detector("npr", **detector_class("npr").tiny_overrides).save_pretrained(tmp_path / "npr")
+    proto = protocol_from_dict({
+        "name": "presets", "data": {"test": str(tmp_path / "test")},
+        "detectors": [{"name": "npr", "model": str(tmp_path / "npr")}],
+        "tasks": {"generalization": {}, "preprocessing": {"modes": ["native", "center_crop"]}},
+        "metrics": {"bootstrap": 0}, "run": {"batch_size": 4, "progress": False},
+    })
+    res = run_protocol(proto, tmp_path / "out", report=False)
+    assert res.scored == 3 * 6  # clean, native (one image per batch: sizes differ), center_crop
+    with ResultStore(res.store) as store:
+        pre = store.condition_preprocess(weights_sha256(tmp_path / "npr"), "clean|pre=native")
+    assert pre == PRESETS["native"].config.model_dump(mode="json")
+    with pytest.raises(ValueError, match="preprocessing"):
+        protocol_from_dict({"name": "x", "data": {"test": str(tmp_path / "test")},
+                            "detectors": [{"name": "npr", "model": str(tmp_path / "npr")}],
+                            "tasks": {"preprocessing": {"modes": ["no-such-preset"]}}})

@@ -45,7 +45,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from ..data.degrade import DegradationError, parse_degradation
-from ..data.transforms import AugmentConfig, PreprocessConfig
+from ..data.transforms import PRESETS, AugmentConfig, PreprocessConfig
 from ..overrides import Layout, TrainData
 from ..overrides import StrictModel as _Strict
 from ..overrides import apply_overrides as _apply_overrides
@@ -207,10 +207,15 @@ class AugmentationTask(_Strict):
         return v
 
 
-class PreprocessingTask(_Strict):
-    """Task 4: test-time geometry overridden on purpose."""
+#: a geometric mode, or a preprocessing preset by name (aigi.data.transforms.PRESETS: an official
+#: codebase's whole test transform)
+ModeOrPreset = Literal[PREPROCESS_MODES + tuple(PRESETS)]
 
-    modes: list[PreprocessMode] = Field(..., min_length=1)
+
+class PreprocessingTask(_Strict):
+    """Task 4: test-time geometry overridden on purpose: a geometric mode, or a preset by name."""
+
+    modes: list[ModeOrPreset] = Field(..., min_length=1)
     detectors: list[str] | None = None
 
 

@@ -351,7 +351,10 @@ def _dedupe(members: list[Member]) -> list[Member]:
 
 def _plan(job: Job, done: set[str], batch_size: int) -> None:
     """Cut the job into fixed batches and keep those with an image not yet stored."""
-    size = 1 if job.mode == "none" else batch_size  # native sizes differ: one image per batch
+    from ..data.transforms import PRESETS
+
+    native = job.mode == "none" or (job.mode in PRESETS and PRESETS[job.mode].config.test == "none")
+    size = 1 if native else batch_size  # native sizes differ: one image per batch
     n = len(job.members)
     job.batches = [
         list(range(i, min(i + size, n)))
@@ -468,7 +471,7 @@ def run_protocol(
     """
     import yaml
 
-    from ..data.transforms import PreprocessConfig
+    from ..data.transforms import PRESETS, PreprocessConfig, preset
     from ..inference.predictor import Predictor
 
     t0 = time.time()
@@ -547,7 +550,10 @@ def run_protocol(
                                          "band": calibration_band(d.model_dir),
                                          "test_mode": default_modes[d.name]})
                 for job in mine:
-                    pre = PreprocessConfig.model_validate({**base_pre.model_dump(), "test": job.mode or base_pre.test})
+                    if job.mode in PRESETS:  # a preset replaces the whole test transform
+                        pre = preset(job.mode)
+                    else:
+                        pre = PreprocessConfig.model_validate({**base_pre.model_dump(), "test": job.mode or base_pre.test})
                     store.put_condition(d.weights_hash, job.condition, job.degradation, pre.model_dump(mode="json"))
                     if not job.batches:
                         continue
