@@ -82,16 +82,17 @@ def test_run_scores_everything_once_and_matches_eval(world, tmp_path):
     ))
     res = run_protocol(proto, tmp_path / "out")
     n_test, n_cal = 40, 8  # test images; calibration reals (the calib folder's fakes are not used)
-    # per detector: clean (+cal) + 2 degradations + resize (+cal); center_crop is the tiny models' own mode
+    # per detector: clean (+cal) + 2 degradations + the other mode (+cal): the tiny NPR's own test mode is
+    # resize (NPR's official protocol), the tiny CNNSpot's center_crop
     expected = 2 * ((n_test + n_cal) + 2 * n_test + (n_test + n_cal))
     assert res.scored == expected and res.reused == 0
     with ResultStore(res.store) as store:
         assert len(store.all_scores()) == expected
         conds = {r[0] for r in store.conn.execute("SELECT DISTINCT condition FROM scores")}
-        assert conds == {"clean", "jpeg:75", "noise:0.05", "clean|pre=resize"}
+        assert conds == {"clean", "jpeg:75", "noise:0.05", "clean|pre=resize", "clean|pre=center_crop"}
         rows = store.conn.execute("SELECT DISTINCT protocol_hash FROM scores").fetchall()
         assert rows == [(proto.digest(),)]
-        pre = store.condition_preprocess(res.results.detectors["npr"]["weights_hash"], "clean|pre=resize")
+        pre = store.condition_preprocess(res.results.detectors["cnn"]["weights_hash"], "clean|pre=resize")
         assert pre["test"] == "resize" and pre["size"] == 32
         before = store.all_scores()
     # the clean metrics equal the engine's own evaluation of the same model and data
@@ -102,10 +103,13 @@ def test_run_scores_everything_once_and_matches_eval(world, tmp_path):
     for subset, m in ref["subsets"].items():
         for key in ("acc", "r_acc", "f_acc", "ap", "auroc"):
             assert got.subsets[subset][key] == pytest.approx(m[key], abs=1e-9), (subset, key)
-    # bootstrap intervals hold the point estimate
+    # bootstrap intervals hold the point estimate (ACC, AUROC); a percentile interval of AP need not: a
+    # resample's duplicated images tie and AP rewards ties, so its resampled values sit above the
+    # point estimate on a subset this small (40 images, AP near 0.33 here)
     for m in got.subsets.values():
-        for key in ("acc", "ap", "auroc"):
-            assert m["ci"][key]["low"] <= m[key] <= m["ci"][key]["high"]
+        for key in ("acc", "auroc"):
+            assert m["ci"][key]["low"] <= m[key] <= m["ci"][key]["high"], key
+        assert m["ci"]["ap"]["low"] <= m["ci"]["ap"]["high"] and m["ap"] <= m["ci"]["ap"]["high"]
     # the calibrated threshold meets its FPR on the calibration reals
     with ResultStore(res.store) as store:
         cal = [r[2] for r in store.scores_for(proto.digest(), res.results.detectors["cnn"]["weights_hash"], "clean",
