@@ -135,7 +135,7 @@ def test_loading_errors_say_what_is_wrong(tmp_path):
     with pytest.raises(CheckpointError, match="junk.onnx"):
         load_onnx_detector(tmp_path / "junk.onnx")
     plain = tmp_path / "plain.onnx"
-    torch.onnx.export(torch.nn.Linear(4, 1), (torch.randn(2, 4),), str(plain), dynamo=True, verbose=False)
+    torch.onnx.export(torch.nn.Linear(4, 1).eval(), (torch.randn(2, 4),), str(plain), dynamo=True, verbose=False)
     with pytest.raises(CheckpointError, match="no aigi metadata.*aigi export"):
         load_onnx_detector(plain)
 

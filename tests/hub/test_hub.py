@@ -170,3 +170,14 @@ def test_cli_push_dry_run_prints_the_card(full_folder):
     assert r.exit_code == 0, r.output
     assert "## Limits" in r.stdout and "calibrated threshold" in r.stdout
     assert "would upload: config.json, model.safetensors" in r.output
+
+
+def test_export_a_hub_detector(hub_cache, tmp_path):
+    pytest.importorskip("onnxscript")
+    from aigi.export import ExportError, export_onnx, load_onnx_detector
+
+    with pytest.raises(ExportError, match="needs a local detector folder"):
+        export_onnx("alice/npr-demo", revision="v1")
+    res = export_onnx("alice/npr-demo", tmp_path / "npr.onnx", revision="v1")
+    assert load_onnx_detector(res.path).config.threshold == 0.7
+    assert not list((hub_cache / "models--alice--npr-demo").rglob("*.onnx")), "nothing is written into the cache"

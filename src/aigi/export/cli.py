@@ -31,11 +31,12 @@ def register(app: typer.Typer) -> None:
 
     @app.command("export")
     def export_cmd(
-        model: str = typer.Argument(..., help="detector folder (or anything --model accepts)"),
+        model: str = typer.Argument(..., help="detector folder, zoo:NAME or a Hub id user/repo"),
         fmt: str = typer.Option("onnx", "--format", help="output format (onnx)"),
         output: Optional[Path] = typer.Option(None, "--output", "-o", help="FILE.onnx (default MODEL_DIR/model.onnx)"),
         dtype: str = typer.Option("float32", "--dtype", help="float32 or float16 weights and compute"),
         opset: int = typer.Option(18, "--opset", help="ONNX opset"),
+        revision: Optional[str] = typer.Option(None, "--revision", help="Hub revision (with a Hub id)"),
     ) -> None:
         """Export the folded detector to ONNX, check it under onnxruntime, and write it with a JSON beside it.
 
@@ -47,7 +48,7 @@ def register(app: typer.Typer) -> None:
         from .onnx import ExportError, export_onnx
 
         try:
-            res = export_onnx(model, output, dtype=dtype, opset=opset)  # type: ignore[arg-type]
+            res = export_onnx(model, output, dtype=dtype, opset=opset, revision=revision)  # type: ignore[arg-type]
         except (ExportError, ValueError, KeyError, FileNotFoundError, OSError) as err:
             _fail(err)
         atol, rtol = res.tolerance

@@ -193,12 +193,13 @@ def export_onnx(
     atol: float | None = None,
     rtol: float | None = None,
     calibration: dict[str, Any] | None = None,
+    revision: str | None = None,
 ) -> ExportResult:
     """Export the folded detector to ONNX, check it under onnxruntime, then write it.
 
-    ``model`` is a detector or anything :func:`aigi.load_detector` accepts (a folder's
-    ``calibration.json``, if any, is copied into the metadata). ``output`` defaults to
-    ``<folder>/model.onnx``. Raises :class:`ExportError` when the graph cannot be captured
+    ``model`` is a detector or anything :func:`aigi.load_detector` accepts (a folder,
+    ``zoo:NAME``, a Hub id with ``revision``); the folder's ``calibration.json``, if any, is
+    copied into the metadata. ``output`` defaults to ``<folder>/model.onnx`` for a local folder. Raises :class:`ExportError` when the graph cannot be captured
     or its logits differ from PyTorch's by more than the tolerance of ``dtype``
     (:data:`TOLERANCES`, or ``atol``/``rtol``); nothing is written then.
     """
@@ -210,16 +211,17 @@ def export_onnx(
     if isinstance(model, Detector):
         detector = model
     else:
-        import aigi
+        from ..detectors.folder import open_model
 
-        folder = Path(model) if Path(model).is_dir() else None
-        detector = aigi.load_detector(model)
+        opened = open_model(model, revision)
+        detector, folder = opened.detector, opened.folder
     if isinstance(detector, OnnxDetector):
         raise ExportError("this detector already is an ONNX file; export the PyTorch detector folder instead")
     if output is None:
-        if folder is None:
-            raise ExportError("give an output file (FILE.onnx): the detector was not loaded from a folder")
-        output = folder / "model.onnx"
+        if isinstance(model, Detector) or not Path(model).is_dir():
+            raise ExportError("give an output file (FILE.onnx): the default, MODEL_DIR/model.onnx, needs a local "
+                              "detector folder")
+        output = Path(model) / "model.onnx"
     output = Path(output)
     if output.suffix.lower() != ".onnx":
         raise ExportError(f"output {output} must end in .onnx")
