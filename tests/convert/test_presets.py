@@ -140,3 +140,15 @@ def test_a_protocol_can_override_preprocessing_with_a_preset(tmp_path):
         protocol_from_dict({"name": "x", "data": {"test": str(tmp_path / "test")},
                             "detectors": [{"name": "npr", "model": str(tmp_path / "npr")}],
                             "tasks": {"preprocessing": {"modes": ["no-such-preset"]}}})
+
+
+def test_native_size_models_score_images_of_different_sizes(tmp_path):
+    aigi.create_detector("npr", **detector_class("npr").tiny_overrides, preprocess="native").save_pretrained(
+        tmp_path / "m")
+    photos = tmp_path / "p"
+    photos.mkdir()
+    for i, s in enumerate((36, 40, 44)):
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (s, s + 1, 3), dtype=np.uint8)).save(photos / f"{i}.png")
+    result = CliRunner().invoke(app, ["detect", "--model", str(tmp_path / "m"), str(photos), "--batch-size", "8"])
+    assert result.exit_code == 0, result.output
+    assert "scored 3 image(s), skipped 0" in " ".join(result.output.split())

@@ -290,7 +290,8 @@ class Predictor:
             total = sum(len(b) for b in batches)
         else:
             rank, world = shard or (0, 1)
-            sampler = ShardBatchSampler(len(dataset), self.batch_size, rank, world)
+            native = getattr(tf, "output_size", ()) is None  # sizes follow the images: one per batch
+            sampler = ShardBatchSampler(len(dataset), 1 if native else self.batch_size, rank, world)
             total = len(dataset)
         loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=self.num_workers,
                             persistent_workers=False,
