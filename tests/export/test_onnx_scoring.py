@@ -110,3 +110,9 @@ def test_eval_on_the_onnx_file_gives_the_same_metrics(exported, image_tree, tmp_
     sa = {r["path"]: float(r["score"]) for r in csv.DictReader((tmp_path / "onnx" / "scores.csv").open())}
     sb = {r["path"]: float(r["score"]) for r in csv.DictReader((tmp_path / "torch" / "scores.csv").open())}
     assert sa.keys() == sb.keys() and max(abs(sa[k] - sb[k]) for k in sa) <= 1e-4
+
+
+def test_low_precision_scoring_of_an_onnx_file_says_how_to_get_it(exported):
+    _, onnx_path, images = exported
+    with pytest.raises(ValueError, match="exported in float32.*export with --dtype float16"):
+        detect(str(onnx_path), [images], dtype="bfloat16")

@@ -394,6 +394,14 @@ class OnnxDetector(Detector):
         """Already folded and frozen: returns itself."""
         return self.eval()
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> "OnnxDetector":
+        # the low-precision (bfloat16/float16 autocast) scoring path copies the detector to cast
+        # its weights; an ONNX graph has its precision fixed at export
+        raise ValueError(
+            f"{self.path} is an ONNX file exported in {self.metadata.get('dtype', 'float32')}: it runs in that "
+            "precision, so score it with dtype float32 (for half precision, export with --dtype float16)"
+        )
+
     def trainable_parameters(self) -> list[nn.Parameter]:
         return []
 
