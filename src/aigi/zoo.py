@@ -248,7 +248,17 @@ def _verify(release: Release, path: Path, root: Path, say: Callable[[str], None]
 
 
 # -- downloading ---------------------------------------------------------------------------
-def _progress(total: int | None, label: str):
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("aigi")
+    except Exception:  # not installed as a distribution (a source checkout)
+        return "dev"
+
+
+def _progress():
+    """A transient rich download bar on stderr, shown only on a terminal."""
     from rich.console import Console
     from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
                                TransferSpeedColumn)
@@ -268,7 +278,7 @@ def http_download(url: str, part: Path, *, timeout: float = 60.0, label: str = "
 
     part.parent.mkdir(parents=True, exist_ok=True)
     start = part.stat().st_size if part.exists() else 0
-    headers = {"User-Agent": "aigi (https://github.com/; official checkpoint import)"}
+    headers = {"User-Agent": f"aigi/{_version()} (official checkpoint download)"}
     if start:
         headers["Range"] = f"bytes={start}-"
     request = urllib.request.Request(url, headers=headers)
@@ -289,7 +299,7 @@ def http_download(url: str, part: Path, *, timeout: float = 60.0, label: str = "
         length = response.headers.get("Content-Length")
         total = int(length) + start if length and length.isdigit() else None
         done = start
-        with part.open("ab" if resumed else "wb") as fh, _progress(total, label) as bar:
+        with part.open("ab" if resumed else "wb") as fh, _progress() as bar:
             task = bar.add_task(escape(label or part.name), total=total, completed=start)
             try:
                 while True:

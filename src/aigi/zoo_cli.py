@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
             return
         table = Table(box=None, title="official releases (aigi zoo list --long for every field)")
         for col in ("name", "method", "where", "sha256", "preset"):
-            table.add_column(col, overflow="fold")
+            table.add_column(col, no_wrap=col in ("name", "preset"), overflow="fold")
         for r in RELEASES.values():
             sha, origin = expected_sha256(r)
             where = ("hub" if r.hf_repo else "https" if r.urls else "drive, by hand"
