@@ -164,7 +164,8 @@ def _load_pretrained(source: str, revision: str | None):
         processor = AutoImageProcessor.from_pretrained(source, revision=revision)
     except (OSError, ValueError) as err:
         raise CheckpointError(
-            f"could not load an image-classification model and its image processor from {source!r}: {err}. "
+            f"could not load an image-classification model and its image processor from {source!r}: "
+            f"{str(err).rstrip('.')}. "
             "Pass a local folder (config.json, model.safetensors, preprocessor_config.json) or a hub id "
             "that is cached or reachable."
         ) from None
