@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 __all__ = ["DemoSize", "SIZES", "TRAIN_GENERATORS", "demo_protocol", "ensure_data", "run_demo"]
 
@@ -223,9 +224,9 @@ def run_demo(output: Path, *, quick: bool = False, console: Console | None = Non
     res = result.results
     out.print(leaderboard_table(res))
     for name, cond, reason in res.failures:
-        console.print(f"[yellow]not scored[/] {name} under {cond}: {reason}")
+        console.print(f"[yellow]not scored[/] {escape(str(name))} under {escape(str(cond))}: {escape(str(reason))}")
     for s in protocol.skipped:
-        console.print(f"[dim]skipped {s.name}: {s.reason}[/]")
+        console.print(f"[dim]skipped {escape(s.name)}: {escape(s.reason)}[/]")
 
     best = res.ranked()[0]
     unseen = sorted(p for p in (Path(protocol.data.test)).glob("*/1_fake/*")
@@ -235,10 +236,10 @@ def run_demo(output: Path, *, quick: bool = False, console: Console | None = Non
         rows, _ = detect(result.detectors[best], [image])
         if rows:
             r = rows[0]
-            out.print(f"best model [bold]{best}[/] on {image.relative_to(output)} "
+            out.print(f"best model [bold]{best}[/] on {escape(str(image.relative_to(output)))} "
                       f"(a fake from '{image.parent.parent.name}', a generator it never saw): "
                       f"P(fake) = {r['p_fake']:.3f} → [bold]{r['verdict']}[/]")
-    console.print(f"report: {result.report} and {result.report.with_suffix('.html')}")
+    console.print(f"report: {escape(str(result.report))} and {escape(str(result.report.with_suffix('.html')))}")
     again = "; running it again reuses everything" if result.scored else ""
     console.print(f"demo finished in {time.time() - t0:.1f} s ({result.scored} new scores, {result.reused} reused)"
                   + again)
