@@ -27,7 +27,7 @@ __all__ = ["HubError", "PushResult", "model_card", "push", "push_files", "snapsh
 #: files of a detector folder that are fetched and published (never checkpoints/)
 FOLDER_FILES: tuple[str, ...] = (
     "config.json", "model.safetensors", "calibration.json", "training.json", "train_config.yaml",
-    "conversion.json", "eval/metrics.json", "model.onnx", "model.json", "README.md",
+    "conversion.json", "eval/metrics.json", "model.onnx", "model.onnx.data", "model.json", "README.md",
 )
 
 

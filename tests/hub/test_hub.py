@@ -181,3 +181,11 @@ def test_export_a_hub_detector(hub_cache, tmp_path):
     res = export_onnx("alice/npr-demo", tmp_path / "npr.onnx", revision="v1")
     assert load_onnx_detector(res.path).config.threshold == 0.7
     assert not list((hub_cache / "models--alice--npr-demo").rglob("*.onnx")), "nothing is written into the cache"
+
+
+def test_an_exported_file_in_the_folder_is_published_and_described(full_folder):
+    for name in ("model.onnx", "model.json"):
+        (full_folder / name).write_bytes(b"stand-in")
+    assert {"model.onnx", "model.json"} <= set(hub.push_files(full_folder))
+    assert "checkpoints" not in " ".join(hub.push_files(full_folder))
+    assert "## ONNX" in hub.model_card(full_folder)
