@@ -251,3 +251,15 @@ def test_png_whose_data_cannot_fill_its_size_is_truncated_not_black():
     png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 2000, 2000, 8, 2, 0, 0, 0))
            + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
     assert decode_image(png).size == (2000, 2000)
+
+
+def test_genimage_link_to_a_folder_named_ai_outside_the_data_keeps_its_label(tmp_path):
+    """Only an ai/nature folder under train/val labels a file: a home folder called ai does not."""
+    for i in range(2):
+        write(tmp_path / "home" / "ai" / "photos" / f"p{i}.png", png_bytes(seed=i))
+    data = tmp_path / "GenImage" / "sdv14" / "val"
+    write(data / "ai" / "f.png", png_bytes(seed=7))
+    (data / "nature").mkdir(parents=True)
+    os.symlink(tmp_path / "home" / "ai" / "photos", data / "nature" / "mine")
+    samples = load_samples(tmp_path / "GenImage")
+    assert sorted(s.label for s in samples) == [0, 0, 1]

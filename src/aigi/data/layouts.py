@@ -181,13 +181,18 @@ def _real_ancestors(folder: str) -> set[tuple[int, int]]:
 
 
 def _real_label(path: str, label_dirs: Mapping[str, int]) -> int | None:
-    """The label of the nearest label-named folder above ``path``'s real location, if any."""
+    """The label of the nearest label folder above ``path``'s real location, if any.
+
+    GenImage's generic names (``ai``, ``nature``) count only below a ``train``/``val`` folder,
+    so a home folder called ``ai`` labels nothing.
+    """
     real = os.path.dirname(os.path.realpath(path))
+    genimage = set(label_dirs) == set(_GENIMAGE_LABELS)
     while True:
         name = os.path.basename(real)
-        if name in label_dirs:
-            return label_dirs[name]
         parent = os.path.dirname(real)
+        if name in label_dirs and (not genimage or os.path.basename(parent) in _GENIMAGE_SPLITS):
+            return label_dirs[name]
         if parent == real:
             return None
         real = parent
