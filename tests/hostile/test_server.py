@@ -290,3 +290,22 @@ def test_a_body_refused_before_reading_gets_its_503_over_tcp(tiny_model):
         finally:
             held.close()
     assert state.memory.used == 0
+
+
+def test_serve_command_runs_uvicorn_with_the_connection_limits(tiny_model, monkeypatch):
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from aigi.cli import app as cli_app
+    from aigi.serve.connections import HeaderTimeoutH11
+
+    seen = {}
+    monkeypatch.setattr(uvicorn, "run", lambda web, **kw: seen.update(web=web, **kw))
+    r = CliRunner().invoke(cli_app, ["serve", "--model", str(tiny_model), "--header-timeout", "3", "--keep-alive", "2",
+                                     "--max-connections", "40", "--memory-budget-mb", "3000"])
+    assert r.exit_code == 0, r.output
+    assert issubclass(seen["http"], HeaderTimeoutH11) and seen["http"].header_timeout_s == 3.0
+    assert seen["timeout_keep_alive"] == 2 and seen["limit_concurrency"] == 40
+    assert seen["web"].state.aigi.memory.limit == 3000 * MiB
+    r = CliRunner().invoke(cli_app, ["serve", "--model", str(tiny_model), "--memory-budget-mb", "100"])
+    assert r.exit_code == 1 and "memory_budget_bytes" in r.output
