@@ -30,7 +30,9 @@ SVD residual first, so the reload is exact. The accumulators (one out × in floa
 candidate layer: 96 × 4 MB on ViT-L/14) exist only during the probe and are not checkpointed, so a
 run resumed inside the probe restarts it; the result (``layer_selected``, ``layer_score``) is
 saved with the adapter. With several processes the statistics are summed over processes before
-the choice, so every process selects the same layers.
+the choice, so every process selects the same layers. Under fp16 mixed precision the recorded
+gradients carry the loss scale (the score ignores a constant scale; a scale change or an overflow
+during the probe distorts it): probe in bf16 or float32.
 
 ``"subspace"`` (the documented variant; our reading of v1's "learning state of each artifact
 subspace"). Per layer and subspace ``i``, on every training backward:
