@@ -247,10 +247,12 @@ def test_idle_and_trickling_connections_are_closed_by_the_header_timeout(tiny_mo
         idle = socket.create_connection(("127.0.0.1", port))
         slow = socket.create_connection(("127.0.0.1", port))
         head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 200 + b"\r\n\r\n"
-        t_idle = _closed_within(idle, 3.0)
-        t_slow = _closed_within(slow, 3.0, trickle=head)
-        assert t_idle is not None and t_idle < 2.0
-        assert t_slow is not None and t_slow < 2.5  # one byte every ~0.1 s never completes the head
+        t_idle = _closed_within(idle, 6.0)
+        t_slow = _closed_within(slow, 6.0, trickle=head)
+        # closed long before the head could complete (one byte every >= 0.1 s: 22 s for this head);
+        # loose bounds: a busy machine delays the server's timer
+        assert t_idle is not None and t_idle < 4.0
+        assert t_slow is not None and t_slow < 4.0
         # a normal client on a keep-alive connection is served, twice
         with httpx.Client(base_url=f"http://127.0.0.1:{port}") as c:
             assert c.get("/healthz").status_code == 200
