@@ -83,3 +83,15 @@ def test_dataset_crops_the_face_before_the_detectors_preprocessing(tmp_path):
     # the margin comes from the detector's preprocessing config
     wide = ImageDataset(samples[:1], build_transform(pre.model_copy(update={"face_scale": 2.0}), train=False))[0]
     assert wide["pixels"].min() < 0.1 and wide["pixels"].max() > 0.9  # face plus background
+
+
+def test_benchmark_degradations_keep_the_detectors_face_scale(tmp_path):
+    from aigi.benchmark.run import _DegradeThen
+
+    face_image().save(tmp_path / "face.png")
+    samples = load_samples(write_manifest(tmp_path, ["face.png,1,20,10,36,26"]), "manifest")
+    pre = PreprocessConfig(size=8, test="resize", normalize="none", face_scale=1.0)
+    wrapped = _DegradeThen(None, build_transform(pre, train=False))
+    assert wrapped.pre is pre
+    face = ImageDataset(samples, wrapped)[0]["pixels"]
+    assert torch.allclose(face, torch.full_like(face, 250 / 255))  # scale 1.0, not the default 1.3

@@ -369,6 +369,7 @@ class _DegradeThen:
     def __init__(self, degradation, transform) -> None:
         self.degradation = degradation
         self.transform = transform
+        self.pre = getattr(transform, "pre", None)  # the detector's preprocessing (the face crop reads face_scale)
 
     def __call__(self, img, rng=None):
         if self.degradation is not None:
