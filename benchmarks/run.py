@@ -62,7 +62,7 @@ def child_model(spec: dict[str, Any]) -> dict[str, Any]:
 
     from aigi.detectors import create_detector, detector_class
     from aigi.detectors.clip_base import ClipDetector
-    from aigi.evaluate.runner import inference_forward, is_convolutional
+    from aigi.inference.fast import inference_forward, is_convolutional
 
     name, overrides = spec["name"], spec["overrides"]
     out: dict[str, Any] = {"name": name, "overrides": overrides, "torch_threads": torch.get_num_threads(),
@@ -80,6 +80,7 @@ def child_model(spec: dict[str, Any]) -> dict[str, Any]:
     inputs = {b: torch.randn(b, 3, size, size, generator=gen) for b in spec["batches"]}
     big = max(spec["batches"])
     runs: list[dict[str, Any]] = []
+    outputs: dict[tuple[int, str], Any] = {}
 
     def run(batch: int, dtype: str, channels_last: bool | None, warmup: int, iters: int,
             count: bool = False) -> dict[str, Any]:
@@ -88,17 +89,25 @@ def child_model(spec: dict[str, Any]) -> dict[str, Any]:
         rec: dict[str, Any] = {"batch": batch, "dtype": dtype,
                                "channels_last": out["convolutional"] if channels_last is None else channels_last,
                                "warmup": warmup, "iters": iters, "load_before": U.loadavg()}
+        last: dict[str, Any] = {}
+
+        def call() -> None:
+            last["logits"] = fwd(x)
+
         with torch.inference_mode():
             if count:  # the counted forward is the first warm-up call
                 t = time.perf_counter()
-                flops, by_op = U.count_flops(lambda: fwd(x))
+                flops, by_op = U.count_flops(call)
                 rec["counted_warmup_s"] = round(time.perf_counter() - t, 3)
                 out["flops_per_image"] = flops // batch
                 out["flops_by_op_per_image"] = {k: v // batch for k, v in by_op.items()}
                 warmup -= 1
                 if name not in REFERENCE and rec["counted_warmup_s"] > SLOW_CALL_S:
                     iters = rec["iters"] = 1
-            times = U.time_calls(lambda: fwd(x), warmup=warmup, iters=iters)
+            times = U.time_calls(call, warmup=warmup, iters=iters)
+        outputs[(batch, dtype)] = last["logits"]
+        if dtype != "float32" and (batch, "float32") in outputs:  # same inputs, float32 first
+            rec["max_abs_logit_change_vs_float32"] = float((last["logits"] - outputs[(batch, "float32")]).abs().max())
         rec["load_after"] = U.loadavg()
         rec["seconds"] = [round(s, 4) for s in times]
         rec["images_per_s"] = round(batch / U.median(times), 3)
@@ -110,6 +119,9 @@ def child_model(spec: dict[str, Any]) -> dict[str, Any]:
     run(1, "float32", None, w, it1)
     run(1, "bfloat16", None, w, it1)
     fp32 = run(big, "float32", None, max(w, 1), it32, count=True)
+    if spec.get("bf16_ab"):  # the bfloat16 "before" (autocast alone) against "after", alternated
+        runs.append(bfloat16_ab(model, inputs[big], outputs[(big, "float32")], spec["bf16_ab"]))
+        out["bfloat16_copy_speedup"] = runs[-1]["bfloat16_copy_speedup"]
     if out["convolutional"]:  # the channels-last "before" number, timed in alternation with "after"
         runs.append(channels_last_ab(model, inputs[big], it32))
         out["channels_last_speedup"] = runs[-1]["channels_last_speedup"]
@@ -139,7 +151,7 @@ def channels_last_ab(model: Any, x: Any, rounds: int) -> dict[str, Any]:
 
     import torch
 
-    from aigi.evaluate.runner import inference_forward
+    from aigi.inference.fast import inference_forward
 
     nchw = copy.deepcopy(model)
     f_nchw = inference_forward(nchw, channels_last=False)
@@ -165,6 +177,47 @@ def channels_last_ab(model: Any, x: Any, rounds: int) -> dict[str, Any]:
     return rec
 
 
+def bfloat16_ab(model: Any, x: Any, ref: Any, rounds: int) -> dict[str, Any]:
+    """bfloat16 autocast on the float32 model (the "before") against ``inference_forward``'s
+    low-precision copy, calls alternated; both sides' logit change against float32 (``ref``).
+
+    Returns the autocast-only run's record with the copy's call times and the speed-up.
+    """
+    import torch
+
+    from aigi.inference.fast import inference_forward
+
+    after = inference_forward(model, dtype="bfloat16")
+
+    def before(v: Any) -> Any:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return model(v).float()
+
+    times: dict[str, list[float]] = {"autocast": [], "copy": []}
+    rec: dict[str, Any] = {"batch": int(x.shape[0]), "dtype": "bfloat16", "variant": "autocast only (before)",
+                           "warmup": 1, "iters": rounds, "load_before": U.loadavg()}
+    with torch.inference_mode():
+        change = {"autocast": float((before(x) - ref).abs().max()), "copy": float((after(x) - ref).abs().max())}
+        for r in range(rounds):
+            for key, fn in ((("autocast", before), ("copy", after)) if r % 2 == 0 else
+                            (("copy", after), ("autocast", before))):
+                t = time.perf_counter()
+                fn(x)
+                times[key].append(time.perf_counter() - t)
+    rec["load_after"] = U.loadavg()
+    rec["seconds"] = [round(v, 4) for v in times["autocast"]]
+    rec["copy_seconds_alternated"] = [round(v, 4) for v in times["copy"]]
+    rec["images_per_s"] = round(rec["batch"] / U.median(times["autocast"]), 3)
+    rec["copy_images_per_s"] = round(rec["batch"] / U.median(times["copy"]), 3)
+    rec["copy_images_per_s_best"] = round(rec["batch"] / min(times["copy"]), 3)
+    rec["autocast_images_per_s_best"] = round(rec["batch"] / min(times["autocast"]), 3)
+    rec["bfloat16_copy_speedup"] = round(U.median(times["autocast"]) / U.median(times["copy"]), 3)
+    rec["max_abs_logit_change_vs_float32"] = change["autocast"]
+    rec["copy_max_abs_logit_change_vs_float32"] = change["copy"]
+    rec["max_rss_mb"] = U.max_rss_mb()
+    return rec
+
+
 def paired_timing(first: Any, name_a: str, name_b: str, spec: dict[str, Any]) -> dict[str, Any]:
     """``first`` (detector ``name_a``, built) against a fresh ``name_b``, timed in alternation.
 
@@ -174,7 +227,7 @@ def paired_timing(first: Any, name_a: str, name_b: str, spec: dict[str, Any]) ->
     import torch
 
     from aigi.detectors import create_detector, detector_class
-    from aigi.evaluate.runner import inference_forward
+    from aigi.inference.fast import inference_forward
 
     cls = detector_class(name_b)
     t = time.perf_counter()
@@ -215,7 +268,7 @@ def child_compile(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from aigi.detectors import create_detector, detector_class
-    from aigi.evaluate.runner import inference_forward
+    from aigi.inference.fast import inference_forward
 
     name, batch = spec["name"], spec["batch"]
     cls = detector_class(name)
@@ -286,6 +339,8 @@ def section_models(names: list[str], quick: bool, progress) -> dict[str, Any]:
         spec = {"name": name, "overrides": dict(cls.tiny_overrides if quick else cls.full_size_overrides),
                 "batches": [1, 4] if quick else [1, 32], "warmup": 1, "iters_small": 2 if quick else 3,
                 "iters_big": 2, "quick": quick}
+        if name == "univfd":  # the bfloat16 goal's model: autocast alone vs the low-precision copy
+            spec["bf16_ab"] = 2 if quick else 3
         if name == "effort" and "univfd" in known:  # goal 3: Effort folded vs the plain tower
             spec.update(pair_with="univfd", pair_batch=2 if quick else 4, pair_rounds=2 if quick else 4)
         progress(f"model {name} …")
@@ -420,7 +475,7 @@ def goals(res: dict[str, Any]) -> dict[str, Any]:
     vit = models.get("univfd", {})
     if vit.get("flops_per_image") and limit:
         for r in vit.get("runs", []):
-            if r["batch"] == max(x["batch"] for x in vit["runs"]):
+            if r["batch"] == max(x["batch"] for x in vit["runs"]) and "variant" not in r:
                 gf = vit["flops_per_image"] * r["images_per_s"] / 1e9
                 frac = gf / limit[r["dtype"]]
                 g[f"vit_l_batch{r['batch']}_{r['dtype']}_fraction_of_matmul"] = {
@@ -489,7 +544,8 @@ def markdown(res: dict[str, Any]) -> str:
             for r in m.get("runs", []):
                 rows.append([n, None if params is None else f"{params / 1e6:.1f}M",
                              None if not m.get("flops_per_image") else round(m["flops_per_image"] / 1e9, 2),
-                             r["batch"], r["dtype"], r.get("channels_last"),
+                             r["batch"], r["dtype"] + (f" ({r['variant']})" if r.get("variant") else ""),
+                             r.get("channels_last"),
                              f"{r.get('warmup', '?')}+{r.get('iters', '?')}", r["images_per_s"], r.get("gflops"),
                              r.get("fraction_of_matmul"), r.get("max_rss_mb")])
         parts += ["## Detectors at full size (random weights, inference mode)", "",
