@@ -125,10 +125,11 @@ def test_the_audit_calls_every_subset_clean(tmp_path):
 
     The verdict (file attributes and the metadata model) must be clean everywhere. The
     global pixel statistics that a lazy detector could threshold must stay weak: AUROC
-    below 0.8 in each subset and 0.7 pooled (with 80 images per subset, one chance-level
-    statistic has a 95% interval of about +-0.13). Blockiness is left out of that bar: an
-    8x up-sampling generator leaves the same 8-pixel grid JPEG does, which is the
-    generator's fingerprint, not a file shortcut.
+    below 0.8 in each subset and 0.7 pooled (with 40 + 40 images, a statistic that carries
+    nothing has an AUROC standard error of sqrt(81 / (12 * 40 * 40)) = 0.065 (Mann-Whitney),
+    so about +-0.13 at 95%). Blockiness is left out of that bar: the
+    ``ldm`` (2x nearest up-sampling) and ``vq`` (4-pixel patches) grids step at JPEG's block
+    borders too, which is the generator's fingerprint, not a file shortcut.
     """
     from aigi.audit import ALL, audit
 

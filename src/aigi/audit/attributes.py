@@ -48,8 +48,8 @@ class Attribute:
     all-attributes model. File size does not (for a lossless file it measures how much
     detail the image has, which is content, not a trace of how the file was made), nor do
     the pixel statistics (they mix processing traces with a generator's own fingerprint:
-    an 8x upsampling leaves the same 8-pixel grid as JPEG blocks). Both are still
-    measured and shown.
+    an up-sampling or patch grid whose period divides 8 steps at the same borders as JPEG
+    blocks). Both are still measured and shown.
     """
 
     name: str

@@ -113,7 +113,7 @@ def auroc_bootstrap(y: Sequence[int], s: Sequence[float], *, n_resamples: int = 
     rng = np.random.default_rng(seed)
     real, fake = np.flatnonzero(y == 0), np.flatnonzero(y == 1)
     yb = np.concatenate([np.zeros(real.size, int), np.ones(fake.size, int)])
-    chunk = max(1, 4_000_000 // y.size)  # bounded memory however many files
+    chunk = max(1, 1_000_000 // y.size)  # resamples per block: memory bounded however many files
     vals = []
     for start in range(0, n_resamples, chunk):
         b = min(chunk, n_resamples - start)
