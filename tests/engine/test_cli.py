@@ -50,7 +50,7 @@ def test_eval_writes_metrics_and_scores(trained, image_tree, tmp_path):
     assert set(metrics["subsets"]) == {"a", "b"}
     for key in ("acc", "r_acc", "f_acc", "ap", "auroc", "eer", "tpr_at_fpr_1", "tpr_at_fpr_5"):
         assert key in metrics["mean"] and key in metrics["subsets"]["a"]
-    assert metrics["preprocess"]["test"] == "center_crop" and not metrics["preprocess_overridden"]
+    assert metrics["preprocess"]["test"] == "resize" and not metrics["preprocess_overridden"]  # NPR's official test protocol
     rows = list(csv.DictReader((tmp_path / "ev" / "scores.csv").open()))
     assert len(rows) == 32 and set(rows[0]) == {"path", "subset", "label", "score"}
     assert all(0.0 <= float(r["score"]) <= 1.0 for r in rows)

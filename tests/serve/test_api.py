@@ -55,7 +55,7 @@ def test_model_card_includes_side_files_and_limits(client):
     card = client.get("/v1/model").json()
     assert card["method"] == "npr" and card["input_size"] == 32 and card["labels"] == ["real", "fake"]
     assert card["threshold"] == 0.5 and card["threshold_source"] == "config"
-    assert card["preprocessing"]["test"] == "center_crop" and card["preprocessing"]["normalize"] == "imagenet"
+    assert card["preprocessing"]["test"] == "resize" and card["preprocessing"]["normalize"] == "imagenet"
     assert card["training"] == {"detector": "npr", "steps": 2, "train_data": "tiny"}
     assert card["metrics"] == {"method": "npr", "mean": {"acc": 0.5}}
     assert card["calibration"] is None and card["conversion"] is None
