@@ -15,7 +15,9 @@ server is stopped at the end.
 
 writes (or adds a scenario to) ``benchmarks/results/serving.json``. ``--unbatched`` adds the
 same runs against a server with ``--max-batch 1``, to show what dynamic batching buys;
-``--max-pending`` small enough makes the server shed load with 503s.
+``--max-pending`` small enough makes the server shed load with 503s. ``--breakdown`` also
+measures what limits the rate: ``GET /healthz`` from the same number of clients (the HTTP
+stack alone, no upload or model) and the decode + preprocess cost per image.
 """
 
 from __future__ import annotations
@@ -183,6 +185,52 @@ async def run_clients(base: str, images: list[bytes], clients: int, duration: fl
     }
 
 
+async def run_get(base: str, path: str, clients: int, duration: float) -> dict[str, Any]:
+    """N clients sending ``GET path`` until the deadline: the HTTP stack's own rate (no upload,
+    no decoding, no model), client and server on the same machine as in the detect runs."""
+    done = 0
+    deadline = time.monotonic() + duration
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base, timeout=60.0, limits=limits) as client:
+        async def one() -> None:
+            nonlocal done
+            while time.monotonic() < deadline:
+                r = await client.get(path)
+                r.raise_for_status()
+                done += 1
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*[one() for _ in range(clients)])
+        elapsed = time.perf_counter() - t0
+    return {"clients": clients, "path": path, "requests_per_second": round(done / elapsed, 1)}
+
+
+def decode_cost(model: Path, images: list[bytes], reps: int = 20) -> dict[str, Any]:
+    """Milliseconds per image of the server's per-image work outside the model, in this process
+    on one torch thread: ``decode_image`` + the detector's test transform."""
+    import torch
+
+    from aigi.data.io import decode_image
+    from aigi.data.transforms import build_transform
+    from aigi.detectors import load_detector
+
+    det = load_detector(model)
+    tf = build_transform(det.preprocess_config(), train=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        times = []
+        for _ in range(reps):
+            for b in images:
+                t = time.perf_counter()
+                tf(decode_image(b))
+                times.append(time.perf_counter() - t)
+    finally:
+        torch.set_num_threads(threads)
+    ms = 1000 * statistics.median(times)
+    return {"decode_preprocess_ms_median": round(ms, 3), "images_per_second_one_core": round(1000 / ms, 1)}
+
+
 async def batcher_only(model: Path, images: list[bytes], clients: int, duration: float, args) -> dict[str, Any]:
     """The same loop without HTTP: N tasks submit one preprocessed image at a time to the batcher."""
     import torch
@@ -242,6 +290,11 @@ def series(model: Path, log: Path, images: list[bytes], args, **server_options: 
             print(f"  N={n:>3}: {res['requests_per_second']:8.1f} req/s  p50 {res['latency_ms_p50']} ms  "
                   f"p99 {res['latency_ms_p99']} ms  503s {res['status_503']}  mean batch {res['server_mean_batch']}  "
                   f"all answered: {res['all_answered']}", flush=True)
+            if getattr(args, "breakdown", False):  # the same server and client count, without any work
+                get = asyncio.run(asyncio.wait_for(run_get(server.base, "/healthz", n, args.duration),
+                                                   args.duration + 60))
+                res["healthz_requests_per_second"] = get["requests_per_second"]
+                print(f"         GET /healthz: {get['requests_per_second']:8.1f} req/s", flush=True)
         return runs
     finally:
         server.stop()
@@ -264,6 +317,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--unbatched", action="store_true", help="also run against --max-batch 1")
     p.add_argument("--batcher-only", action="store_true",
                    help="also measure the batcher alone (no HTTP, no decoding) with the same client counts")
+    p.add_argument("--breakdown", action="store_true",
+                   help="also measure what limits throughput: GET /healthz at each client count (the HTTP "
+                        "stack alone) and decode + preprocess per image in this process")
     p.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "serving.json")
     p.add_argument("--name", default=None,
                    help="scenario name in the output (default: the model size); other scenarios already "
@@ -271,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     args.clients = [int(c) for c in args.clients.split(",") if c.strip()]
     args.t0 = time.monotonic()
-    planned = args.duration * len(args.clients) * (1 + args.unbatched + args.batcher_only)
+    planned = args.duration * len(args.clients) * (1 + args.unbatched + args.batcher_only + args.breakdown)
     if planned > args.max_seconds:
         p.error(f"{planned:.0f} s of runs planned, more than --max-seconds {args.max_seconds:.0f}")
 
@@ -292,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.threads:
             options["threads"] = args.threads
         load_before = os.getloadavg()
+        costs = decode_cost(model_dir, images) if args.breakdown else None
         print(f"batched server (max_batch {args.max_batch}, wait {args.batch_wait_ms} ms):", flush=True)
         runs = series(model_dir, tmp / "server.log", images, args, **options)
         no_http = None
@@ -321,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": runs,
         "unbatched_runs": unbatched,
         "batcher_only_runs": no_http,
+        "decode_cost": costs,
         "wall_seconds": round(time.time() - started, 1),
     }
     name = args.name or (args.size if args.model is None else args.model.name)
