@@ -102,13 +102,13 @@ class DFFreq(Detector):
     config_class = DFFreqConfig
     tiny_overrides: ClassVar[dict[str, Any]] = {"blocks": (1, 1), "width": 4, "preprocess.size": 32,
                                                  "preprocess.resize_to": 36}
+    full_size_overrides: ClassVar[dict[str, Any]] = {}
 
     @property
     def fusion_weights(self) -> tuple[float, float]:
         """(idwt, fft) weights of the configured release."""
         idwt, fft, _ = RELEASES[self.config.release]
         return idwt, fft
-    full_size_overrides: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config: DFFreqConfig) -> None:
         super().__init__(config)
