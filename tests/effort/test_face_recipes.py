@@ -85,3 +85,43 @@ def test_face_recipe_trains_tiny_on_face_boxes(name, face_manifest, tmp_path):
     with torch.no_grad():
         expected = model.eval()(pixels)
     torch.testing.assert_close(torch.tensor(scores.logits), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_bench_scores_the_face_crops_one_entry_per_box(tmp_path):
+    from aigi.benchmark.protocol import protocol_from_dict
+    from aigi.benchmark.run import run_protocol
+    from aigi.benchmark.store import ResultStore
+
+    data = tmp_path / "celebdf"
+    data.mkdir()
+    rows = ["path,label,subset,x0,y0,x1,y1"]
+    boxes = {}
+    for i in range(8):
+        box = (10 + 3 * i, 8 + 2 * i, 34 + 3 * i, 32 + 2 * i)
+        frame(i, box, fake=bool(i % 2)).save(data / f"f{i}.png")
+        rows.append(f"f{i}.png,{i % 2},celebdf,{','.join(map(str, box))}")
+        boxes[f"f{i}.png"] = box
+    rows.append("f0.png,0,celebdf,40,30,60,50")  # a second face in the same frame: its own entry
+    (data / "test.csv").write_text("\n".join(rows) + "\n")
+    torch.manual_seed(0)
+    model = aigi.create_detector("effort", **{**aigi.detectors.detector_class("effort").tiny_overrides,
+                                              "preprocess.size": 32, "preprocess.test": "resize"})
+    model.save_pretrained(tmp_path / "model")
+    proto = protocol_from_dict({
+        "name": "faces", "data": {"test": str(data / "test.csv"), "layout": "manifest"},
+        "calibration": {"holdout": 0.25, "fpr": 0.1},
+        "detectors": [{"name": "effort", "model": str(tmp_path / "model")}],
+        "tasks": {"generalization": {}}, "metrics": {"bootstrap": 0}, "run": {"batch_size": 4, "progress": False},
+    })
+    res = run_protocol(proto, tmp_path / "out", report=False)
+    with ResultStore(res.store) as store:
+        scores = store.all_scores()
+    assert len(scores) == 9 and len({r[0] for r in scores}) == 9  # 9 boxes, 8 files
+    # every stored logit is the detector on the enlarged face crop
+    again = aigi.load_detector(tmp_path / "model").eval()
+    tf = build_transform(again.preprocess_config(), train=False)
+    samples = load_samples(data / "test.csv", "manifest")
+    with torch.no_grad():
+        expected = sorted(float(again(tf(crop_face(Image.open(s.path).convert("RGB"), s.box, 1.3))[None])[0])
+                          for s in samples)
+    torch.testing.assert_close(torch.tensor(sorted(r[4] for r in scores)), torch.tensor(expected), rtol=1e-4, atol=1e-4)

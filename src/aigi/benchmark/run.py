@@ -54,6 +54,7 @@ class Member:
     image_hash: str
     label: int | None
     subset: str
+    box: tuple[float, float, float, float] | None = None  # face box: the crop is the image (data.faces)
 
 
 @dataclass
@@ -167,7 +168,17 @@ def _test_samples(protocol: Protocol, unread: list | None = None, allow_outside:
 
 def _members(store: ResultStore, samples: list) -> list[Member]:
     hashes = store.hash_files([s.path for s in samples])
-    return [Member(str(s.path), h, s.label, s.subset) for s, h in zip(samples, hashes)]
+    return [Member(str(s.path), _crop_hash(h, getattr(s, "box", None)), s.label, s.subset, getattr(s, "box", None))
+            for s, h in zip(samples, hashes)]
+
+
+def _crop_hash(file_hash: str, box: tuple[float, float, float, float] | None) -> str:
+    """The identity of a scored image: the file's hash, or for a face box the file's hash and the box."""
+    if box is None:
+        return file_hash
+    import hashlib
+
+    return hashlib.sha256(f"{file_hash}|box={','.join(repr(float(v)) for v in box)}".encode()).hexdigest()
 
 
 def _split_calibration(protocol: Protocol, store: ResultStore, test: list[Member], unread: list | None = None,
@@ -389,7 +400,7 @@ def _score_job(job: Job, predictor, weights_hash: str, pre, protocol_hash: str, 
 
     degradation = parse_degradation(job.degradation) if job.degradation else None
     transform = _DegradeThen(degradation, build_transform(pre, train=False))
-    samples = [Sample(path=Path(m.path), label=m.label, subset=m.subset) for m in job.members]
+    samples = [Sample(path=Path(m.path), label=m.label, subset=m.subset, box=m.box) for m in job.members]
     written = 0
 
     def commit(res) -> None:
