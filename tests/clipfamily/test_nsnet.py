@@ -176,7 +176,7 @@ def test_nsnet_fitted_projection_is_stored_and_not_refitted(tmp_path):
     assert torch.equal(model.nullspace.projector, p)  # fitted once: training never refits it
     model.save_pretrained(tmp_path / "m", adapter_only=True)
     again = load_detector(tmp_path / "m")
-    assert torch.equal(again.nullspace.projector, p) and int(again.nullspace.null_dims) == dims
+    assert torch.equal(again.nullspace.projector, p) and again.nullspace.null_dims == dims
 
 
 def test_prepare_training_fits_on_the_samples_captions_and_lazy_fit_warns(caplog):

@@ -76,7 +76,7 @@ def test_tiny_recipes_train_and_eval_end_to_end(image_tree, tmp_path):
     assert info["steps"] == 2 and {"bce", "supcon", "removed_dims"} <= set(info["final"])
     ns = load_detector(tmp_path / "ns")  # the paper's form: the null space fitted once on every training caption
     assert ns.nullspace.fitted_once
-    assert info["final"]["removed_dims"] == pytest.approx(ns.embed_dim - int(ns.nullspace.null_dims))
+    assert info["final"]["removed_dims"] == pytest.approx(ns.embed_dim - ns.nullspace.null_dims)
 
     _train_and_eval("dgsnet_stage1", image_tree, tmp_path / "s1", image_tree)
     assert json.loads((tmp_path / "s1" / "config.json").read_text())["stage"] == 1

@@ -144,8 +144,8 @@ class NSNet(ClipFamilyDetector):
             self.text_encoder.to(home)
         self.nullspace.fit_null_space(gram, self.config.null_energy)
         log.info("nsnet: null space fitted on %d training captions (%d distinct): %d of %d dimensions kept",
-                 sum(counts.values()), len(texts), int(self.nullspace.null_dims), self.embed_dim)
-        return int(self.nullspace.null_dims)
+                 sum(counts.values()), len(texts), self.nullspace.null_dims, self.embed_dim)
+        return self.nullspace.null_dims
 
     def prepare_training(self, samples: Sequence[Any]) -> None:
         """Called by the trainer before the first step: fit the null space on the training captions (fitted mode)."""

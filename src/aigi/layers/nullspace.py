@@ -148,21 +148,27 @@ class SemanticNullSpace(nn.Module):
         self.register_buffer("bank", torch.zeros(bank_size, dim))
         self.register_buffer("bank_count", torch.zeros((), dtype=torch.long))
         self.register_buffer("bank_next", torch.zeros((), dtype=torch.long))
-        # the paper's form: P fitted once on all training captions (null_dims > 0 once fitted)
-        self.register_buffer("null_dims", torch.zeros((), dtype=torch.long))
         self._warned_empty = False
 
     @property
     def fitted_once(self) -> bool:
-        """Whether ``projector`` holds a once-fitted null space (:meth:`fit_null_space`)."""
-        return int(self.null_dims) > 0
+        """Whether ``projector`` was set (it starts as the identity, which no fit can produce).
+
+        Derived from ``projector`` itself rather than stored, so checkpoints keep their keys.
+        """
+        return not torch.equal(self.projector, torch.eye(self.dim, dtype=self.projector.dtype,
+                                                         device=self.projector.device))
+
+    @property
+    def null_dims(self) -> int:
+        """Dimension of the kept subspace: ``tr P`` (rounded)."""
+        return int(round(float(torch.trace(self.projector.double()))))
 
     @torch.no_grad()
     def fit_null_space(self, gram: torch.Tensor, energy: float) -> torch.Tensor:
         """Set ``projector`` to the null-space projector of the captions' Gram matrix (see :func:`null_space_projector`)."""
         p, dims = null_space_projector(gram, energy)
         self.projector.copy_(p.to(self.projector.dtype))
-        self.null_dims.fill_(dims)
         log.info("null space of the training captions: %d of %d dimensions kept", dims, self.dim)
         return self.projector
 
