@@ -52,6 +52,13 @@ def write_image_tree(root: Path, subsets=("a", "b"), per_class: int = 8, size: i
     return root
 
 
+@pytest.fixture(scope="session")
+def make_image_tree():
+    """:func:`write_image_tree` for tests that need more than one tree (``from conftest import``
+    is ambiguous: every test folder may have a conftest)."""
+    return write_image_tree
+
+
 @pytest.fixture
 def image_tree(tmp_path) -> Path:
     """A small labelled tree in the subsets layout (2 subsets × 8 real + 8 fake, 40×40)."""

@@ -71,12 +71,10 @@ DAMAGES = [
 
 
 @pytest.fixture(scope="module")
-def _pristine(tmp_path_factory) -> tuple[Path, Path]:
+def _pristine(tmp_path_factory, make_image_tree) -> tuple[Path, Path]:
     """Images and a run stopped after 3 steps with checkpoints at steps 1, 2 and 3 (trained once)."""
-    from conftest import write_image_tree
-
     root = tmp_path_factory.mktemp("pristine")
-    data = write_image_tree(root / "data")
+    data = make_image_tree(root / "data")
     train(cfg_of(data), root / "run", progress=False, stop_after=3)
     assert latest_checkpoint(root / "run").name == "step-00000003"
     return data, root / "run"
@@ -208,10 +206,8 @@ def test_validation_is_resumed_without_repeats(image_tree, tmp_path):
     assert [r["step"] for r in lines if "loss" in r] == [1, 2, 3, 4, 5, 6]
 
 
-def test_validation_data_needs_both_labels(image_tree, tmp_path):
-    from conftest import write_image_tree
-
-    reals = write_image_tree(tmp_path / "val", subsets=("a",), per_class=2)
+def test_validation_data_needs_both_labels(image_tree, tmp_path, make_image_tree):
+    reals = make_image_tree(tmp_path / "val", subsets=("a",), per_class=2)
     shutil.rmtree(reals / "a" / "1_fake")
     cfg = cfg_of(image_tree, data={"train": str(image_tree), "val": str(reals)})
     with pytest.raises(ValueError, match=r"validation data .* needs real \(0\) and fake \(1\) images; found only label 0"):
