@@ -76,9 +76,10 @@ def _plot_attribute(res: AuditResult, subset: str, name: str, path: Path) -> Pat
         bins = np.histogram_bin_edges(x[ok], bins=min(30, max(5, ok.sum() // 4)))
         for lab, colour, text in ((0, _REAL, "real"), (1, _FAKE, "fake")):
             sel = x[(labs == lab) & ok]
-            ax.hist(sel, bins=bins, alpha=0.55, color=colour, label=f"{text} ({sel.size})")
-        missing = int((~ok).sum())
-        ax.set_xlabel(name + (f" ({missing} missing)" if missing else ""), fontsize=8)
+            missing = int(((labs == lab) & ~ok).sum())
+            ax.hist(sel, bins=bins, alpha=0.55, color=colour,
+                    label=f"{text} ({sel.size}" + (f"; {missing} without a value)" if missing else ")"))
+        ax.set_xlabel(name, fontsize=8)
     else:
         levels = sorted({str(v) for v in vals}, key=lambda v: -sum(str(x) == v for x in vals))[:12]
         pos = np.arange(len(levels))
