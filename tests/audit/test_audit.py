@@ -101,6 +101,9 @@ def test_neutralize_removes_the_file_shortcuts(tmp_path):
     assert {r["format"] for r in res.rows()} == {"JPEG"} and {r["width"] for r in res.rows()} == {32.0}
     with pytest.raises(FileExistsError, match="not an empty folder"):
         neutralize(root, tmp_path / "out")
+    lossless = neutralize(root, tmp_path / "png", fmt="png", size=24)
+    kinds = audit(tmp_path / "png", bootstrap=0).rows()
+    assert lossless.written == 25 and {(r["format"], r["width"], r["exif"]) for r in kinds} == {("PNG", 24.0, "no")}
     with pytest.raises(ValueError, match="format must be"):
         neutralize(root, tmp_path / "x", fmt="gif")
 
