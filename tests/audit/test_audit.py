@@ -138,3 +138,13 @@ def test_aigi_audit_is_the_function_even_after_the_cli_module_loads(tmp_path):
     assert aigi.audit is sys.modules["aigi.audit.core"].audit
     res = aigi.audit(build(tmp_path, "exif", n=8), bootstrap=0)
     assert res.verdicts == {"exif": "shortcut"}
+
+
+def test_a_subset_called_all_keeps_its_own_rows(tmp_path):
+    build(tmp_path, "clean", n=8)
+    (tmp_path / "clean").rename(tmp_path / "all")
+    build(tmp_path, "format", n=8, seed=2)
+    res = audit(tmp_path, bootstrap=0)
+    assert set(res.verdicts) == {"all", "format", "all (pooled)"}
+    counts = {k: (v["n_real"], v["n_fake"]) for k, v in res.summary()["subsets"].items()}
+    assert counts == {"all": (8, 8), "format": (8, 8), "all (pooled)": (16, 16)}

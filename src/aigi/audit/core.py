@@ -73,6 +73,12 @@ class AuditResult:
             return pd.DataFrame(self.separation_rows())
         raise ValueError(f"what must be 'files' or 'separability', got {what!r}")
 
+    def members(self, subset: str) -> list[int]:
+        """Indices of the labelled files of ``subset`` (every labelled file for the pooled set)."""
+        pooled = subset not in set(self.subsets)
+        return [i for i, (lab, s) in enumerate(zip(self.labels, self.subsets))
+                if lab is not None and (pooled or s == subset)]
+
     def worst(self, subset: str) -> Separation | None:
         """The subset's strongest row (highest AUROC), or None."""
         rows = self.separations.get(subset) or []
@@ -84,18 +90,12 @@ class AuditResult:
                                "n_errors": len(self.errors), "thresholds": vars(self.thresholds),
                                "seconds": round(self.seconds, 3), "subsets": {}}
         for subset, rows in self.separations.items():
-            n_real, n_fake = _counts(self.labels, self.subsets, subset)
             out["subsets"][subset] = {
-                "verdict": self.verdicts[subset], "n_real": n_real, "n_fake": n_fake,
+                "verdict": self.verdicts[subset], "n_real": rows[0].n_real, "n_fake": rows[0].n_fake,
                 "rows": [{"attribute": r.attribute, "auroc": r.auroc, "low": r.low, "high": r.high, "rule": r.rule,
                           "level": r.level(self.thresholds), "counts": r.verdict} for r in rows],
             }
         return out
-
-
-def _counts(labels: list[int | None], subsets: list[str], subset: str) -> tuple[int, int]:
-    sel = [lab for lab, s in zip(labels, subsets) if subset == ALL or s == subset]
-    return sel.count(0), sel.count(1)
 
 
 def _as_samples(samples: str | os.PathLike[str] | Iterable[Sample | str | os.PathLike[str]], layout: str,
@@ -135,10 +135,11 @@ def audit(
     ``samples``: a folder or manifest in any layout ``aigi eval`` reads (``layout``,
     ``split``), or :class:`~aigi.data.layouts.Sample` objects (paths alone are audited
     without labels: attributes only). ``pixels`` adds the pixel statistics (a full decode
-    per file). ``bootstrap`` resamples for the intervals, ``folds`` for the out-of-fold
-    rules and the model, ``seed`` for both. ``progress(done, total)`` is called after
+    per file). ``bootstrap`` resamples for the intervals, ``folds`` for the metadata
+    model's cross-validation, ``seed`` for both. ``progress(done, total)`` is called after
     every file. Subsets with both classes get separability rows and a verdict; with more
-    than one subset, the pooled set is the subset ``"all"``.
+    than one subset, the pooled set is the subset ``"all"`` (``"all (pooled)"`` when a
+    subset is already called ``all``).
     """
     if bootstrap < 0 or folds < 2:
         raise ValueError(f"bootstrap must be >= 0 and folds >= 2, got {bootstrap} and {folds}")
@@ -163,7 +164,8 @@ def audit(
         if progress is not None:
             progress(i, len(items))
     groups = sorted(set(res.subsets))
-    for subset in groups + ([ALL] if len(groups) > 1 else []):
+    pooled = ALL if ALL not in groups else f"{ALL} (pooled)"
+    for subset in groups + ([pooled] if len(groups) > 1 else []):
         rows = _separate(res, subset, bootstrap, folds, seed)
         if rows:
             res.separations[subset] = rows
@@ -173,9 +175,8 @@ def audit(
 
 
 def _separate(res: AuditResult, subset: str, bootstrap: int, folds: int, seed: int) -> list[Separation]:
-    """Every attribute's (and the model's) separability in one subset, strongest first."""
-    idx = [i for i, (lab, s) in enumerate(zip(res.labels, res.subsets))
-           if lab is not None and (subset == ALL or s == subset)]
+    """Every attribute's (and the model's) separability in one subset (or all, pooled), strongest first."""
+    idx = res.members(subset)
     y = np.asarray([res.labels[i] for i in idx], dtype=int)
     if y.size == 0 or y.min() == y.max():
         return []

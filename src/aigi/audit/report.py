@@ -64,8 +64,7 @@ def thresholds_text(summary: dict[str, Any]) -> str:
 
 def _plot_attribute(res: AuditResult, subset: str, name: str, path: Path) -> Path:
     """Real vs fake distribution of one attribute in one subset (histogram or category bars)."""
-    idx = [i for i, (lab, s) in enumerate(zip(res.labels, res.subsets))
-           if lab is not None and (subset == ALL or s == subset)]
+    idx = res.members(subset)
     fig = figure(4.2, 2.8)
     ax = fig.add_subplot(1, 1, 1)
     vals = [res.columns[name][i] for i in idx]
@@ -124,7 +123,7 @@ def write_report(res: AuditResult, folder: str | Path, *, plots: int = 6) -> Pat
         doc.table(["attribute", "AUROC [95% CI]", "level", "counts", "best rule"],
                   [[r["attribute"], _auc(r), r["level"], "yes" if _counted(r) else "no", r["rule"]]
                    for r in s["rows"]])
-    focus = ALL if ALL in res.separations else next(iter(res.separations), None)
+    focus = next(reversed(res.separations), None)  # the pooled set when there is one (it comes last)
     if focus is not None and plots > 0:
         doc.h(2, f"The strongest attributes ({focus})")
         worst = [r.attribute for r in res.separations[focus] if r.attribute != MODEL][:plots]
