@@ -133,9 +133,9 @@ def return_freed_memory() -> bool:
     After a burst, freed upload and pixel buffers stay in glibc's heaps (one per worker
     thread), so the process keeps its peak size. Once this is called, :class:`MemoryBudget`
     calls :func:`trim` when its reservations drop to zero (at most once a second). Measured
-    on 16 concurrent 3000 x 3000 PNGs: 9 MB above idle 5 s later, as with pinning glibc's
-    mmap threshold, which was not kept because it made every large tensor of a forward pass
-    a fresh mapping (slower inference). Returns whether ``malloc_trim`` is available.
+    on 16 concurrent 3000 x 3000 PNGs: 9 MB above idle 5 s later. glibc's mmap threshold is
+    left alone: pinning it low halves the peak but made a full-size NPR forward pass about
+    1.5x slower (docs/serving.md). Returns whether ``malloc_trim`` is available.
     """
     global _libc
     if not sys.platform.startswith("linux"):
