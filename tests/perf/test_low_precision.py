@@ -73,8 +73,3 @@ def test_float16_runs_the_same_copy():
         out = inference_forward(model, dtype="float16")(x)
     assert out.dtype == torch.float32
     assert float((out - ref).abs().max()) <= 1e-2
-
-
-def test_a_module_without_linear_layers_is_returned_as_is():
-    conv = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
-    assert low_precision_copy(conv, torch.bfloat16) is conv

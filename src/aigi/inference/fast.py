@@ -59,14 +59,12 @@ def low_precision_copy(detector: nn.Module, dtype: torch.dtype) -> nn.Module:
       ``dtype`` (one cast per norm instead of one per consuming projection). The residual
       stream, the norms' arithmetic and everything autocast keeps in float32 stay float32.
 
-    Call the copy under ``torch.autocast(..., dtype=dtype)``. The original is not modified; a
-    module without any ``nn.Linear`` is returned as it is.
+    Call the copy under ``torch.autocast(..., dtype=dtype)``. The original is not modified. A
+    detector that cannot be copied says why (an ONNX file's precision is fixed at export).
     """
     from transformers.activations import QuickGELUActivation
     from transformers.models.clip.modeling_clip import CLIPEncoderLayer, CLIPMLP
 
-    if not any(isinstance(m, nn.Linear) for m in detector.modules()):
-        return detector  # nothing to convert (e.g. a model run by another runtime): autocast alone
     shared: dict[int, Any] = {}
     for mod in detector.modules():
         if not isinstance(mod, nn.Linear):
