@@ -231,6 +231,37 @@ def decode_cost(model: Path, images: list[bytes], reps: int = 20) -> dict[str, A
     return {"decode_preprocess_ms_median": round(ms, 3), "images_per_second_one_core": round(1000 / ms, 1)}
 
 
+def batch_sweep(model: Path, sizes: list[int], threads: int, seconds: float = 1.0) -> list[dict[str, Any]]:
+    """Forward milliseconds per image at each batch size, on the server's model thread count:
+    where a bigger batch stops paying, ``--max-batch`` should stop too."""
+    import torch
+
+    from aigi.detectors import load_detector
+    from aigi.inference.fast import inference_forward
+
+    det = load_detector(model).for_inference()
+    fwd = inference_forward(det)
+    side = int(det.config.preprocess.size)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    out = []
+    try:
+        with torch.inference_mode():
+            for b in sizes:
+                x = torch.randn(b, 3, side, side, generator=torch.Generator().manual_seed(0))
+                fwd(x)  # warm-up
+                n, t0 = 0, time.perf_counter()
+                while time.perf_counter() - t0 < seconds or n < 2:
+                    fwd(x)
+                    n += 1
+                ms = 1000 * (time.perf_counter() - t0) / (n * b)
+                out.append({"batch": b, "forward_ms_per_image": round(ms, 3), "calls": n, "threads": threads,
+                            "load": round(os.getloadavg()[0], 2)})
+    finally:
+        torch.set_num_threads(before)
+    return out
+
+
 async def batcher_only(model: Path, images: list[bytes], clients: int, duration: float, args) -> dict[str, Any]:
     """The same loop without HTTP: N tasks submit one preprocessed image at a time to the batcher."""
     import torch
@@ -320,6 +351,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--breakdown", action="store_true",
                    help="also measure what limits throughput: GET /healthz at each client count (the HTTP "
                         "stack alone) and decode + preprocess per image in this process")
+    p.add_argument("--batch-sweep", default=None,
+                   help="comma-separated batch sizes: forward ms per image at each, on the server's model "
+                        "thread count (--threads, default 1), before the HTTP runs")
     p.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "serving.json")
     p.add_argument("--name", default=None,
                    help="scenario name in the output (default: the model size); other scenarios already "
@@ -349,6 +383,12 @@ def main(argv: list[str] | None = None) -> int:
             options["threads"] = args.threads
         load_before = os.getloadavg()
         costs = decode_cost(model_dir, images) if args.breakdown else None
+        sweep = None
+        if args.batch_sweep:
+            sweep = batch_sweep(model_dir, [int(b) for b in args.batch_sweep.split(",") if b.strip()],
+                                args.threads or 1)
+            for r in sweep:
+                print(f"  forward at batch {r['batch']:>3}: {r['forward_ms_per_image']:8.3f} ms/image", flush=True)
         print(f"batched server (max_batch {args.max_batch}, wait {args.batch_wait_ms} ms):", flush=True)
         runs = series(model_dir, tmp / "server.log", images, args, **options)
         no_http = None
@@ -379,6 +419,7 @@ def main(argv: list[str] | None = None) -> int:
         "unbatched_runs": unbatched,
         "batcher_only_runs": no_http,
         "decode_cost": costs,
+        "batch_sweep": sweep,
         "wall_seconds": round(time.time() - started, 1),
     }
     name = args.name or (args.size if args.model is None else args.model.name)
