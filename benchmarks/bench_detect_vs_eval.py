@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for name in order:
                 fn = {"eval": run_eval, "detect": run_detect, "detect_unfolded": run_unfolded}[name]
                 seconds, cpu, before, after, out = timed(fn)
-                timings[name].append({"round": r, "seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3),
+                timings[name].append({"round": r, "seconds": round(seconds, 6), "cpu_seconds": round(cpu, 6),
                                       "loadavg_before": before, "loadavg_after": after})
                 scores[name] = out
                 print(f"round {r} {name}: {seconds:.2f} s wall, {cpu:.2f} s CPU (load {before[0]} -> {after[0]})",
@@ -141,10 +141,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "device": str(resolve_device(args.device)),
         "dtype": args.dtype,
         "rounds": args.rounds,
-        "median_seconds": {k: round(v, 3) for k, v in med.items()},
+        "median_seconds": {k: round(v, 6) for k, v in med.items()},
         "detect_speed_vs_eval": round(med["eval"] / med["detect"], 3),
         "goal": ">= 0.95",
-        "median_cpu_seconds": {k: round(v, 3) for k, v in med_cpu.items()},
+        "median_cpu_seconds": {k: round(v, 6) for k, v in med_cpu.items()},
         "detect_speed_vs_eval_cpu": round(med_cpu["eval"] / med_cpu["detect"], 3),
         "per_round_speed_vs_eval": [round(x, 3) for x in paired],
         "identical_scores": scores["eval"] == scores["detect"],

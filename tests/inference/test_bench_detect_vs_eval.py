@@ -20,7 +20,8 @@ def test_quick_mode_writes_timings_and_finds_identical_scores(tmp_path):
     assert saved["identical_scores"] is True and saved["model"]["size"] == "tiny"
     assert [t["round"] for t in saved["timings"]["eval"]] == [0, 1] and len(saved["timings"]["detect"]) == 2
     med = saved["median_seconds"]
-    # the ratio is computed from the unrounded medians that are stored rounded to 1 ms
-    assert saved["detect_speed_vs_eval"] == pytest.approx(med["eval"] / med["detect"], rel=0.05, abs=0.01)
+    # the ratio is computed from the unrounded medians, stored to the microsecond (a tiny
+    # model takes ~10 ms, so coarser rounding would move the recomputed ratio by several %)
+    assert saved["detect_speed_vs_eval"] == pytest.approx(med["eval"] / med["detect"], rel=1e-2)
     assert med["detect_unfolded"] > 0
     assert result["device"] == "cpu" and result["images"] == 4
