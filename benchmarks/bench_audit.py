@@ -26,26 +26,18 @@ import datetime as _dt
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _util import current_rss_mb as rss_mb  # noqa: E402
+from _util import loadavg, max_rss_mb  # noqa: E402
+
 MARK = "@@AUDIT-BENCH@@ "
 SUBSETS = 5
-
-
-def loadavg() -> list[float]:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return [0.0, 0.0, 0.0]
-
-
-def rss_mb() -> float:
-    pages = int(Path("/proc/self/statm").read_text().split()[1])
-    return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
 
 
 def make_files(root: Path, n: int, seed: int = 0) -> Path:
@@ -98,7 +90,7 @@ def child(root: str, n: int, pixels: bool) -> dict:
     res = audit(samples, pixels=pixels, progress=progress)
     total = time.perf_counter() - t0
     read, after_read = done_at[-1][0] - t0, done_at[-1][1]
-    peak = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    peak = max_rss_mb()
     return {"files": len(res.paths), "errors": len(res.errors), "pixels": pixels, "read_s": round(read, 2),
             "files_per_s": round(len(samples) / read, 1), "total_s": round(total, 2),
             "rss_before_mb": before, "rss_after_read_mb": after_read, "read_growth_mb": round(after_read - before, 1),

@@ -26,7 +26,6 @@ import datetime as _dt
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -36,25 +35,14 @@ from typing import Any, Callable
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _util import current_rss_mb as rss_mb  # noqa: E402
+from _util import loadavg, max_rss_mb  # noqa: E402
+
 PRESET = "clip-vit-large-patch14-random"
 THREADS = 2
 MARK = "@@EFFORT-BENCH@@ "
-
-
-def loadavg() -> list[float]:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return [0.0, 0.0, 0.0]
-
-
-def rss_mb() -> float:
-    pages = int(Path("/proc/self/statm").read_text().split()[1])
-    return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
-
-
-def max_rss_mb() -> float:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB
 
 
 def hwm_mb() -> float | None:

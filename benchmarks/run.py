@@ -359,7 +359,7 @@ def section_decode(quick: bool, progress) -> dict[str, Any]:
     from aigi.data.dataset import ImageDataset, collate, draft_size_for
     from aigi.data.layouts import Sample
     from aigi.data.transforms import PreprocessConfig, build_transform
-    from aigi.evaluate.runner import _fetch_single_threaded
+    from aigi.inference.predictor import _fetch_single_threaded
 
     n_files = 8 if quick else 24
     min_s = 0.3 if quick else 1.5

@@ -22,12 +22,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .detectors.folder import (
+    CALIBRATION_NAME,
+    CONFIG_NAME,
+    CONVERSION_NAME,
+    EVAL_DIR,
+    METRICS_NAME,
+    TRAIN_CONFIG_NAME,
+    TRAINING_NAME,
+    WEIGHTS_NAME,
+)
+
 __all__ = ["HubError", "PushResult", "model_card", "push", "push_files", "snapshot"]
 
 #: files of a detector folder that are fetched and published (never checkpoints/)
 FOLDER_FILES: tuple[str, ...] = (
-    "config.json", "model.safetensors", "calibration.json", "training.json", "train_config.yaml",
-    "conversion.json", "eval/metrics.json", "model.onnx", "model.onnx.data", "model.json", "README.md",
+    CONFIG_NAME, WEIGHTS_NAME, CALIBRATION_NAME, TRAINING_NAME, TRAIN_CONFIG_NAME,
+    CONVERSION_NAME, f"{EVAL_DIR}/{METRICS_NAME}", "model.onnx", "model.onnx.data", "model.json", "README.md",
 )
 
 
@@ -77,7 +88,7 @@ def snapshot(repo_id: str, revision: str | None = None, *, cache_dir: str | os.P
             f"{at} is not in the local Hugging Face cache and cannot be downloaded (offline or no network); "
             "download it where there is a network, or pass a local detector folder"
         ) from None
-    config = path / "config.json"
+    config = path / CONFIG_NAME
     if not config.is_file():
         raise HubError(f"{at} holds no config.json: it is not an aigi detector folder")
     try:
@@ -90,7 +101,7 @@ def snapshot(repo_id: str, revision: str | None = None, *, cache_dir: str | os.P
             hint = (f"; it is a transformers image classifier: wrap it with "
                     f"`aigi import-hf {repo_id} OUTPUT --fake-label LABEL`")
         raise HubError(f"{at}: config.json names no aigi method, so it is not an aigi detector folder{hint}")
-    if not (path / "model.safetensors").is_file():
+    if not (path / WEIGHTS_NAME).is_file():
         raise HubError(f"{at} has config.json but no model.safetensors")
     return path
 
@@ -169,10 +180,10 @@ def model_card(folder: str | os.PathLike, repo_id: str | None = None) -> str:
         summary = list_detectors().get(method, "")
     except Exception:  # a card must still be written for a method this install does not know
         summary = ""
-    training = _read_json(folder / "training.json")
-    conversion = _read_json(folder / "conversion.json")
-    calibration = _read_json(folder / "calibration.json")
-    metrics = _read_json(folder / "eval" / "metrics.json")
+    training = _read_json(folder / TRAINING_NAME)
+    conversion = _read_json(folder / CONVERSION_NAME)
+    calibration = _read_json(folder / CALIBRATION_NAME)
+    metrics = _read_json(folder / EVAL_DIR / METRICS_NAME)
     pre = config.get("preprocess", {})
     labels = config.get("labels", ["real", "fake"])
     title = repo_id or folder.name
@@ -266,7 +277,7 @@ class PushResult:
 def push_files(folder: str | os.PathLike) -> list[str]:
     """The files of ``folder`` that :func:`push` uploads, relative to it (config and weights required)."""
     folder = Path(folder)
-    for required in ("config.json", "model.safetensors"):
+    for required in (CONFIG_NAME, WEIGHTS_NAME):
         if not (folder / required).is_file():
             raise FileNotFoundError(f"{folder} is not a detector folder: {required} not found")
     return [name for name in FOLDER_FILES if name != "README.md" and (folder / name).is_file()]

@@ -44,6 +44,8 @@ from typing import Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .detectors.folder import CONFIG_NAME
+
 __all__ = ["RELEASES", "ChecksumError", "Release", "ZooError", "cache_dir", "get_release", "pull"]
 
 log = logging.getLogger("aigi")
@@ -403,7 +405,7 @@ def pull(name: str, *, file: Path | None = None, force: bool = False,
     say = say or log.info
     root = cache_dir()
     model_dir = root / "models" / release.name
-    if file is None and not force and (model_dir / "config.json").is_file():
+    if file is None and not force and (model_dir / CONFIG_NAME).is_file():
         return model_dir
     if file is not None:
         source = Path(file).expanduser()

@@ -8,12 +8,9 @@ import torch
 import aigi
 from aigi.data.layouts import load_samples
 from aigi.detectors import detector_class
-from aigi.evaluate.runner import (
-    ShardBatchSampler,
-    inference_forward,
-    is_convolutional,
-    score_samples,
-)
+from aigi.evaluate.runner import score_samples
+from aigi.inference.fast import inference_forward, is_convolutional
+from aigi.inference.predictor import ShardBatchSampler
 
 
 def tiny(name: str):

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 from aigi.cli import app
 from aigi.detectors import load_detector
 from aigi.evaluate import runner
-from aigi.evaluate.runner import detect, read_calibration
+from aigi.detectors.folder import read_calibration
+from aigi.evaluate.runner import detect
 from serve_helpers import png_bytes
 
 

@@ -50,10 +50,10 @@ import torch
 
 from ..backbones.clip import DEFAULT_CLIP
 from ..data.transforms import preset as get_preset
-from ..detectors.base import CONFIG_NAME, CheckpointError, Detector
+from ..detectors.base import CheckpointError, Detector
+from ..detectors.folder import CONFIG_NAME, CONVERSION_NAME
 from ..detectors.registry import create_detector
 
-CONVERSION_NAME = "conversion.json"
 
 
 def _short(keys: list[str], n: int = 12) -> str:

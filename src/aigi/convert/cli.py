@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from ..detectors.folder import CONVERSION_NAME
+
 _CLIP = "openai/clip-vit-large-patch14"  # = aigi.backbones.clip.DEFAULT_CLIP, kept literal for a fast --help
 _PRESET_HELP = "test preprocessing preset to store instead of the codebase's own (see docs/preprocessing.md)"
 
@@ -24,7 +26,7 @@ def _run(fn, *args, **kwargs) -> None:
         raise typer.Exit(1)
     console.print(f"converted {escape(str(args[0]))} → {escape(str(out))} "
                   f"(load it with aigi.load_detector or --model {escape(str(out))})")
-    record = Path(out) / "conversion.json"
+    record = Path(out) / CONVERSION_NAME
     if record.is_file():
         chosen = json.loads(record.read_text()).get("preset")
         if chosen:

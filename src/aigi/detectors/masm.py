@@ -137,8 +137,7 @@ class _SubspaceGate(torch.autograd.Function):
                 return None, None, None, None
             return None, gu, gs, gv
         mask = layer.observe_gradients(gu, gs, gv)
-        k, m = layer.num_subspaces, layer.subspace_rank
-        per_col = mask.repeat_interleave(m).to(gu.dtype)
+        per_col = mask.repeat_interleave(layer.subspace_rank).to(gu.dtype)
         out_u = None if gu is None else gu * per_col
         out_s = None if gs is None else gs * per_col
         out_v = None if gv is None else gv * per_col[:, None]

@@ -23,20 +23,11 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from ..data.layouts import IMAGE_SUFFIXES, Sample, collect_images, load_samples  # noqa: F401 (re-exported)
+from ..data.layouts import Sample, collect_images, load_samples
 from ..data.names import name_to_text, text_to_name
 from ..data.transforms import PreprocessConfig
 from ..detectors.base import Detector
-from ..detectors.folder import CALIBRATION_NAME, read_calibration  # noqa: F401 (re-exported)
-from ..inference.fast import INFERENCE_DTYPES, inference_forward, is_convolutional  # noqa: F401 (re-exported)
-from ..inference.predictor import (  # noqa: F401 (re-exported)
-    UNCERTAIN,
-    Predictor,
-    Scores,
-    ShardBatchSampler,
-    resolve_device,
-    resolve_threshold,
-)
+from ..inference.predictor import Predictor, Scores
 from .metrics import evaluate_scores
 
 #: exit code of ``aigi detect`` when some files could not be scored

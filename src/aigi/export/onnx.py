@@ -46,6 +46,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ..detectors.base import CheckpointError, Detector, DetectorConfig
+from ..detectors.folder import CALIBRATION_NAME
 
 __all__ = [
     "DTYPES",
@@ -332,7 +333,7 @@ def check_onnx(
 
 
 def _folder_calibration(folder: Path) -> dict[str, Any] | None:
-    path = folder / "calibration.json"
+    path = folder / CALIBRATION_NAME
     if not path.is_file():
         return None
     try:
