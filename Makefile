@@ -1,18 +1,18 @@
-# The two commands of the README. Both create .venv on first use (torch==2.13.0 first,
-# then the package with its dev extras), with every version taken from requirements/lock.txt,
-# and are cheap to re-run.
+# The two commands of the README. Both create .venv on first use with every version taken
+# from requirements/lock.txt (pip constraints): torch==2.13.0 and the build backend first, then
+# the package with its dev extras, built with that pinned backend (no build isolation, which
+# would fetch the newest setuptools). Cheap to re-run.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-LOCK := requirements/lock.txt
 TORCH := torch==2.13.0
 
 .PHONY: demo test setup browser lock test-latest clean
 
-$(BIN)/aigi: pyproject.toml $(LOCK)
+$(BIN)/aigi: pyproject.toml requirements/lock.txt
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet -c $(LOCK) $(TORCH)
-	$(BIN)/pip install --quiet -c $(LOCK) -e ".[dev]"
+	$(BIN)/pip install --quiet -c requirements/lock.txt $(TORCH) setuptools wheel
+	$(BIN)/pip install --quiet -c requirements/lock.txt --no-build-isolation -e ".[dev]"
 	touch $(BIN)/aigi
 
 setup: $(BIN)/aigi
@@ -28,13 +28,13 @@ test: setup browser
 lock:
 	rm -rf .venv-lock
 	$(PY) -m venv .venv-lock
-	.venv-lock/bin/pip install --quiet $(TORCH)
-	.venv-lock/bin/pip install --quiet -e ".[dev]"
-	{ sed -n '/^#/p' $(LOCK); .venv-lock/bin/pip list --format=freeze --exclude-editable \
-		| grep -v -i -E '^(pip|setuptools|wheel)==' | sed -E 's/^torch==([0-9.]+)\+.*/torch==\1/'; } > $(LOCK).new
-	mv $(LOCK).new $(LOCK)
+	.venv-lock/bin/pip install --quiet --upgrade $(TORCH) setuptools wheel
+	.venv-lock/bin/pip install --quiet --no-build-isolation -e ".[dev]"
+	{ sed -n '/^#/p' requirements/lock.txt; .venv-lock/bin/pip list --format=freeze --exclude-editable \
+		| grep -v -i -E '^pip==' | sed -E 's/^torch==([0-9.]+)\+.*/torch==\1/'; } > requirements/lock.txt.new
+	mv requirements/lock.txt.new requirements/lock.txt
 	rm -rf .venv-lock
-	@echo "wrote $(LOCK); now run: make clean test"
+	@echo "wrote requirements/lock.txt; now run: make clean test"
 
 # The suite against the newest versions (no lock), in its own venv: drift seen on purpose.
 test-latest: browser
