@@ -115,9 +115,7 @@ def eval_cmd(
         if preprocess is not None:
             from .data.transforms import preset
 
-            pre = preset(preprocess)
-            if pre.test == "none":  # native sizes differ: one image per batch
-                batch_size = 1
+            pre = preset(preprocess)  # native sizes (test "none"): the Predictor scores one image per batch
         report = evaluate(model, data, layout=layout, split=split, output=output, preprocess=pre,
                           batch_size=batch_size, num_workers=workers, progress=sys.stderr.isatty(),
                           device=None if device == "auto" else device, dtype="bfloat16" if bf16 else dtype,
